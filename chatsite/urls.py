@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from conversations import api, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("conversations/new", views.conversation_new, name="conversation_new"),
+    path("c/<uuid:conversation_id>/", views.chat, name="chat"),
+    path("c/<uuid:conversation_id>/rename", views.conversation_rename, name="conversation_rename"),
+    path(
+        "c/<uuid:conversation_id>/archive", views.conversation_archive, name="conversation_archive"
+    ),
+    path("c/<uuid:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/conversations", api.conversations, name="api_conversations"),
+    path(
+        "api/v1/conversations/<uuid:conversation_id>",
+        api.conversation_detail,
+        name="api_conversation",
+    ),
+    path("api/<path:rest>", api.not_found),
+]

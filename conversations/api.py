@@ -1,0 +1,190 @@
+"""JSON API v1 (session auth + CSRF). Every error is
+`{"error": {"code": str, "message": str, "details": {...}}}` with a fitting status."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import get_language
+
+from conversations import services
+from conversations.frames import conversation_json, message_json
+
+# 64 KiB: the largest legitimate body is 16 KB of metadata plus a title; bigger is refused
+# with 413 before it is parsed.
+MAX_BODY_BYTES = 64 * 1024
+# Writes per user per minute: generous for people and scripts, stops a runaway loop from
+# filling the database.
+WRITE_LIMIT_PER_MINUTE = 120
+
+View = Callable[..., HttpResponse]
+
+
+def api_error(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}}, status=status
+    )
+
+
+def _rate_limited(user_id: int) -> bool:
+    key = f"api-writes:{user_id}"
+    cache.add(key, 0, timeout=60)
+    try:
+        return cache.incr(key) > WRITE_LIMIT_PER_MINUTE
+    except ValueError:  # the key expired between add and incr
+        cache.set(key, 1, timeout=60)
+        return False
+
+
+def api_view(*methods: str) -> Callable[[View], View]:
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return api_error(401, "not_authenticated", "Log in to use the API.")
+            handler = methods_map.get(request.method or "")
+            if handler is None:
+                response = api_error(
+                    405, "method_not_allowed", f"{request.method} is not allowed here."
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            if request.method in ("POST", "PATCH", "PUT", "DELETE") and _rate_limited(
+                request.user.pk
+            ):
+                return api_error(429, "rate_limited", "Too many requests; wait a minute.")
+            try:
+                return handler(request, *args, **kwargs)
+            except Http404:
+                return api_error(404, "not_found", "No such conversation.")
+            except services.InvalidInput as exc:
+                status = exc.status
+                if exc.code == "invalid" and exc.field and status == 400:
+                    status = 422  # well-formed JSON whose field value is refused
+                return api_error(status, exc.code, exc.message, exc.details)
+
+        methods_map = {m: getattr(view, m.lower()) for m in methods}
+        return wrapper
+
+    return decorator
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    length = int(request.headers.get("Content-Length") or 0)
+    if length > MAX_BODY_BYTES:
+        raise services.InvalidInput(
+            "too_large", f"The body must be at most {MAX_BODY_BYTES // 1024} KiB.", status=413
+        )
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise services.InvalidInput("too_large", "The body is too large.", status=413) from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise services.InvalidInput(
+            "too_large", f"The body must be at most {MAX_BODY_BYTES // 1024} KiB.", status=413
+        )
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise services.InvalidInput("bad_json", "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise services.InvalidInput("bad_json", "The body must be a JSON object.")
+    return body
+
+
+def _unknown_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise services.InvalidInput(
+            "invalid", f"Unknown field(s): {', '.join(extra)}.", field=extra[0]
+        )
+
+
+def _lang() -> str:
+    return get_language() or "en"
+
+
+class Conversations:
+    @staticmethod
+    def get(request: HttpRequest) -> HttpResponse:
+        archived = request.GET.get("archived", "0").lower() in ("1", "true", "yes")
+        page = request.GET.get("page", "1")
+        if not page.isdigit() or int(page) < 1:
+            raise services.InvalidInput("invalid", "page must be a positive integer.", field="page")
+        page_obj = services.list_conversations(
+            request.user, q=request.GET.get("q", "")[:200], archived=archived, page=int(page)
+        )
+        return JsonResponse(
+            {
+                "data": [conversation_json(c, _lang()) for c in page_obj.object_list],
+                "page": page_obj.number,
+                "has_more": page_obj.has_next(),
+            }
+        )
+
+    @staticmethod
+    def post(request: HttpRequest) -> HttpResponse:
+        body = _json_body(request)
+        _unknown_fields(body, {"agent", "title", "external_user_id", "metadata"})
+        conversation = services.create_conversation(
+            request.user,
+            agent=body.get("agent"),
+            title=body.get("title", ""),
+            external_user_id=body.get("external_user_id", ""),
+            metadata=body.get("metadata", {}),
+        )
+        return JsonResponse(conversation_json(conversation, _lang()), status=201)
+
+
+class ConversationDetail:
+    @staticmethod
+    def get(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+        conversation = services.get_conversation(request.user, conversation_id)
+        data = conversation_json(conversation, _lang())
+        data["messages"] = [message_json(m) for m in services.transcript(conversation)]
+        return JsonResponse(data)
+
+    @staticmethod
+    def patch(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+        conversation = services.get_conversation(request.user, conversation_id)
+        body = _json_body(request)
+        _unknown_fields(body, {"title", "metadata", "archived", "external_user_id"})
+        services.update_conversation(conversation, **body)
+        return JsonResponse(conversation_json(conversation, _lang()))
+
+    @staticmethod
+    def delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+        conversation = services.get_conversation(request.user, conversation_id)
+        services.delete_conversation(conversation)
+        return HttpResponse(status=204)
+
+
+conversations = api_view("GET", "POST")(Conversations)  # type: ignore[arg-type]
+conversation_detail = api_view("GET", "PATCH", "DELETE")(ConversationDetail)  # type: ignore[arg-type]
+
+
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    return api_error(404, "not_found", "No such API endpoint.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """JSON for API clients, Django's page for forms."""
+    if request.path.startswith("/api/"):
+        return api_error(
+            403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value in the "
+            "X-CSRFToken header.", {"reason": reason},
+        )
+    from django.views.csrf import csrf_failure as default
+
+    return default(request, reason)

@@ -1,0 +1,166 @@
+"""The websocket consumer: thin. It validates client frames, calls services and the relay, and
+forwards fan-out batches. Protocol v1 is documented in docs/protocol.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import Http404
+
+from conversations import services
+from conversations.frames import conversation_json, error_frame, message_frame, message_json
+from conversations.models import Message
+from conversations.relay import conversation_group, relay
+
+logger = logging.getLogger(__name__)
+
+# The largest legitimate frame is a 32,000-character message (up to 4 bytes each in UTF-8) plus
+# 16 KB of metadata; 256 KiB leaves room for JSON escaping and refuses anything absurd before
+# parsing it.
+MAX_FRAME_BYTES = 256 * 1024
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    conversation_id: str
+    group: str
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept(): the handshake is refused (HTTP 403)
+            return
+        try:
+            conversation = await database_sync_to_async(services.get_conversation)(
+                user, self.scope["url_route"]["kwargs"]["conversation_id"]
+            )
+        except Http404:
+            await self.close()
+            return
+        self.conversation_id = str(conversation.id)
+        self.group = conversation_group(self.conversation_id)
+        # Join before taking the snapshot: a batch published in between overlaps the snapshot
+        # (the client drops it by offset) rather than leaving a gap.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_frame(await self._sync_frame())
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            relay.detach(self.conversation_id, self.channel_name)
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+
+    # Client -> server ------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send_frame(error_frame("bad_json", "Frames must be JSON text."))
+            return
+        if len(text_data) > MAX_FRAME_BYTES or len(text_data.encode()) > MAX_FRAME_BYTES:
+            await self.send_frame(error_frame(
+                "too_large", f"Frames must be at most {MAX_FRAME_BYTES // 1024} KiB."))
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.send_frame(error_frame("bad_json", "The frame is not valid JSON."))
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_frame(error_frame(
+                "invalid", "A frame must be a JSON object with a string \"type\"."))
+            return
+        handler = self.HANDLERS.get(frame["type"])
+        if handler is None:
+            await self.send_frame(error_frame(
+                "unknown_type", f"Unknown frame type {frame['type'][:64]!r}."))
+            return
+        try:
+            await handler(self, frame)
+        except services.InvalidInput as exc:
+            await self.send_frame(error_frame(exc.code, exc.message))
+
+    async def on_ping(self, frame: dict[str, Any]) -> None:
+        await self.send_frame({"type": "pong"})
+
+    async def on_send(self, frame: dict[str, Any]) -> None:
+        accepted = await database_sync_to_async(services.accept_user_message)(
+            self.conversation_id,
+            self.scope["user"],
+            content=frame.get("content"),
+            client_id=frame.get("client_id"),
+            metadata=frame.get("metadata"),
+        )
+        if accepted.assistant_message is None:
+            # A repeated client_id: acknowledge again, never run twice.
+            msg = await database_sync_to_async(
+                lambda: message_json(Message.objects.prefetch_related("tool_calls").get(
+                    pk=accepted.user_message.pk)))()
+            await self.send_frame(message_frame("message.created", msg))
+            return
+        await relay.start(accepted, owner=self.send_frame, owner_channel=self.channel_name)
+
+    async def on_cancel(self, frame: dict[str, Any]) -> None:
+        if relay.local_run(self.conversation_id) is None:
+            active = await database_sync_to_async(_has_streaming_reply)(self.conversation_id)
+            if not active:
+                await self.send_frame(error_frame("no_run", "No reply is running."))
+                return
+        await relay.cancel(self.conversation_id)
+
+    async def on_resume(self, frame: dict[str, Any]) -> None:
+        interrupt_id = frame.get("interrupt_id")
+        if not isinstance(interrupt_id, str) or not interrupt_id:
+            await self.send_frame(error_frame("invalid", "interrupt_id must be a string."))
+            return
+        accepted = await database_sync_to_async(services.accept_interrupt_answer)(
+            self.conversation_id, self.scope["user"], interrupt_id, frame.get("payload")
+        )
+        await relay.start(accepted, owner=self.send_frame, owner_channel=self.channel_name)
+
+    HANDLERS = {
+        "ping": on_ping,
+        "message.send": on_send,
+        "run.cancel": on_cancel,
+        "interrupt.resume": on_resume,
+    }
+
+    # Server -> client ------------------------------------------------------------------------
+
+    async def relay_frames(self, event: dict[str, Any]) -> None:
+        """A coalesced batch from the relay (see relay.Run.publish)."""
+        if event.get("skip") == self.channel_name:
+            return  # this socket started the run and already has these frames, sent directly
+        for frame in event["frames"]:
+            await self.send_frame(frame)
+
+    async def _sync_frame(self) -> dict[str, Any]:
+        run = relay.local_run(self.conversation_id)
+        # Snapshot the live run first (synchronously, no await in between) so the text is at
+        # least as new as anything the group has published.
+        active = run.snapshot() if run is not None else None
+        conversation, messages, stored = await database_sync_to_async(self._load)()
+        if active is None and stored is not None:
+            active = stored
+        return {"type": "conversation.sync", "conversation": conversation,
+                "messages": messages, "active_run": active}
+
+    def _load(self) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+        services.reap_orphaned_runs()
+        conversation = services.get_conversation(self.scope["user"], self.conversation_id)
+        messages = services.transcript(conversation)
+        stored = None
+        for m in messages:
+            if m.status == Message.Status.STREAMING:
+                stored = {"message_id": str(m.id), "content": m.content, "tool_calls": [],
+                          "status": m.status}
+        return conversation_json(conversation), [message_json(m) for m in messages], stored
+
+
+def _has_streaming_reply(conversation_id: str) -> bool:
+    return Message.objects.streaming().filter(conversation_id=conversation_id).exists()

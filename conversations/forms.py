@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from conversations import services
+from conversations.models import Agent
+
+
+class NewConversationForm(forms.Form):
+    agent = forms.ModelChoiceField(
+        queryset=Agent.objects.none(), label=_("Agent"), to_field_name="slug"
+    )
+    title = forms.CharField(label=_("Title"), required=False, max_length=services.TITLE_MAX_CHARS)
+    external_user_id = forms.CharField(
+        label=_("Customer (external user id)"),
+        required=False,
+        max_length=services.EXTERNAL_USER_ID_MAX_CHARS,
+    )
+    metadata = forms.CharField(
+        label=_("Metadata (JSON object)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"plan": "pro"}'}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        agents = Agent.objects.active()
+        self.fields["agent"].queryset = agents
+        default = agents.default()
+        if default is not None:
+            self.fields["agent"].initial = default.slug
+
+    def clean_metadata(self) -> dict[str, Any]:
+        try:
+            return services.clean_metadata(self.cleaned_data.get("metadata") or "")
+        except services.InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(label=_("Title"), required=False, max_length=services.TITLE_MAX_CHARS)

@@ -1,0 +1,70 @@
+"""JSON shapes sent to browsers and API clients, defined once (documented in docs/protocol.md).
+
+`conversation_json` / `message_json` are used by the JSON API, the chat page's initial state and
+the websocket; the `*_frame` helpers build websocket server -> client frames.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from conversations.models import Conversation, Message, ToolCall
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def conversation_json(conversation: Conversation, language: str = "en") -> dict[str, Any]:
+    return {
+        "id": str(conversation.id),
+        "agent": conversation.agent.slug,
+        "agent_name": conversation.agent.name,
+        "title": conversation.title,
+        "generated_title": conversation.generated_title(language),
+        "display_title": conversation.display_title(language),
+        "external_user_id": conversation.external_user_id,
+        "metadata": conversation.metadata,
+        "archived": conversation.archived,
+        "created_at": _iso(conversation.created_at),
+        "updated_at": _iso(conversation.updated_at),
+    }
+
+
+def tool_call_json(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.call_id,
+        "name": call.name,
+        "arguments": call.arguments,
+        "result": call.result,
+        "status": call.status,
+    }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    # `tool_calls` must be prefetched by the caller (MessageQuerySet.transcript) to avoid N+1.
+    calls = message.tool_calls.all() if message.role == Message.Role.ASSISTANT else []
+    return {
+        "id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "error": message.error,
+        "tool_calls": [tool_call_json(c) for c in calls],
+        "token_usage": message.usage,
+        "client_id": message.client_id,
+        "created_at": _iso(message.created_at),
+        "completed_at": _iso(message.completed_at),
+        "ttft_ms": message.ttft_ms,
+        "extra": message.extra,
+    }
+
+
+def error_frame(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def message_frame(kind: str, message: dict[str, Any]) -> dict[str, Any]:
+    """`message.created` / `message.completed` / `message.failed` / `message.canceled`."""
+    return {"type": kind, "message": message}

@@ -1,0 +1,253 @@
+"""Agents, conversations, messages and tool calls.
+
+One row per message; the assistant's reply is created in `streaming` state before the vendor is
+called and updated in place (a bounded number of writes per run, see relay.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# 16 KB serialized is the issue's cap for conversation metadata: enough for a customer record,
+# small enough to send with every vendor call.
+METADATA_MAX_BYTES = 16 * 1024
+
+env_var_name = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*$", "Use an environment variable name such as OPENAI_API_KEY."
+)
+
+
+def metadata_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def validate_metadata(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("Metadata must be a JSON object.", code="invalid")
+    if metadata_size(value) > METADATA_MAX_BYTES:
+        raise ValidationError(
+            "Metadata must be at most 16 KB when serialized.", code="too_large"
+        )
+
+
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def active(self) -> AgentQuerySet:
+        return self.filter(is_active=True)
+
+    def default(self) -> Agent | None:
+        return self.active().filter(is_default=True).first() or self.active().order_by("pk").first()
+
+
+class Agent(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120)
+    provider = models.CharField(max_length=32)
+    base_url = models.URLField(max_length=500, blank=True)
+    token_env = models.CharField(
+        "token environment variable",
+        max_length=128,
+        blank=True,
+        validators=[env_var_name],
+        help_text="Name of the environment variable that holds the secret token. "
+        "The token itself is never stored.",
+    )
+    options = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_agent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    def clean(self) -> None:
+        from conversations.providers import provider_kinds
+
+        if self.provider not in provider_kinds():
+            raise ValidationError({"provider": f"Unknown provider {self.provider!r}."})
+        if not isinstance(self.options, dict):
+            raise ValidationError({"options": "Options must be a JSON object."})
+
+    def token(self) -> str | None:
+        """The secret from the environment; never stored, logged or rendered."""
+        return os.environ.get(self.token_env) if self.token_env else None
+
+
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def for_user(self, user: Any) -> ConversationQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(owner=user)
+
+    def archived(self) -> ConversationQuerySet:
+        return self.filter(archived=True)
+
+    def unarchived(self) -> ConversationQuerySet:
+        return self.filter(archived=False)
+
+    def search(self, q: str) -> ConversationQuerySet:
+        q = q.strip()
+        if not q:
+            return self
+        matching = Message.objects.filter(content__icontains=q).values("conversation_id")
+        return self.filter(Q(title__icontains=q) | Q(pk__in=matching))
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    # PROTECT: transcripts outlive agents; retire an agent with its active flag.
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    generated_titles = models.JSONField(default=dict, blank=True)
+    external_user_id = models.CharField(max_length=255, blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
+    vendor_conversation_id = models.CharField(max_length=255, blank=True)
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["owner", "archived", "-updated_at"], name="conv_owner_list"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_title()
+
+    def generated_title(self, language: str = "en") -> str:
+        titles = self.generated_titles or {}
+        lang = language.lower()
+        for key in (lang, lang.split("-")[0]):
+            for k, v in titles.items():
+                if k.lower() == key or k.lower().split("-")[0] == key:
+                    return str(v)
+        return str(next(iter(titles.values()), "")) if titles else ""
+
+    def display_title(self, language: str = "en") -> str:
+        return self.title or self.generated_title(language) or "New conversation"
+
+
+class MessageQuerySet(models.QuerySet["Message"]):
+    def completed(self) -> MessageQuerySet:
+        return self.filter(status=Message.Status.COMPLETED)
+
+    def streaming(self) -> MessageQuerySet:
+        return self.filter(status=Message.Status.STREAMING)
+
+    def transcript(self) -> MessageQuerySet:
+        return self.order_by("seq").prefetch_related("tool_calls")
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+        SYSTEM = "system"
+        TOOL = "tool"
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed"
+        STREAMING = "streaming"
+        FAILED = "failed"
+        CANCELED = "canceled"
+        AWAITING_INPUT = "awaiting_input"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # Monotonic order inside a conversation; timestamps can tie.
+    seq = models.PositiveIntegerField(default=0)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # Vendor extras kept for review: pending interrupt, reasoning, data blocks, unknown events.
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
+    # Touched by the relay's flush timer; a streaming message whose heartbeat is stale belongs to
+    # a dead process (see services.reap_orphaned_runs).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [
+            models.Index(fields=["conversation", "seq"], name="msg_transcript"),
+            models.Index(fields=["status"], name="msg_status"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="one_message_per_client_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        if not self.error_code:
+            return None
+        return {"code": self.error_code, "message": self.error_message}
+
+
+class ToolCall(models.Model):
+    class Status(models.TextChoices):
+        STARTED = "started"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_calls")
+    index = models.PositiveIntegerField(default=0)
+    call_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    arguments = models.TextField(blank=True)
+    arguments_json = models.JSONField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTED)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["message", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "call_id"], name="one_tool_call_per_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.call_id})"

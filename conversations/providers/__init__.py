@@ -1,0 +1,33 @@
+"""Provider registry: one module per vendor, selected by the agent's provider kind."""
+
+from __future__ import annotations
+
+from conversations.providers.base import Provider, Timeouts
+
+
+def _registry() -> dict[str, type[Provider]]:
+    from conversations.providers.demo import DemoProvider
+    from conversations.providers.openai import OpenAIProvider
+
+    return {cls.kind: cls for cls in (DemoProvider, OpenAIProvider)}
+
+
+def provider_kinds() -> list[str]:
+    return sorted(_registry())
+
+
+def provider_class(kind: str) -> type[Provider]:
+    try:
+        return _registry()[kind]
+    except KeyError:
+        raise LookupError(f"unknown provider {kind!r}") from None
+
+
+def get_provider(kind: str, timeouts: Timeouts | None = None) -> Provider:
+    if timeouts is None:
+        from django.conf import settings
+
+        timeouts = Timeouts(
+            connect=settings.VENDOR_CONNECT_TIMEOUT, read=settings.VENDOR_READ_TIMEOUT
+        )
+    return provider_class(kind)(timeouts)

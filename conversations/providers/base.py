@@ -1,0 +1,170 @@
+"""The shape every provider has.
+
+A provider is plain async Python: it takes a `RunRequest` (plain data, no ORM objects) and yields
+`conversations.events` objects. It never touches the ORM, Channels or a socket, so each one is
+testable alone against a fake vendor on loopback.
+
+Rules every provider follows:
+- yield exactly one terminal event (`RunCompleted`, `RunFailed`, `InterruptRequested`) last;
+- raise `VendorError` (or let an httpx error escape) for transport/HTTP faults: the relay maps
+  them with `error_for_exception`, so the mapping lives in one place;
+- never retry a POST that creates a message or run (a retry would send the user's message twice);
+- honour cancellation: the relay cancels the task; `async with` blocks close the HTTP stream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from conversations.events import ErrorCode, ProviderEvent
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    slug: str
+    provider: str
+    name: str = ""
+    base_url: str = ""
+    token_env: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) if self.token_env else None
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    role: str  # "user" | "assistant" | "system" | "tool"
+    content: str
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    agent: AgentConfig
+    conversation_id: str
+    message: str
+    # Earlier turns, oldest first, not including `message`.
+    history: list[ChatTurn] = field(default_factory=list)
+    title: str = ""
+    external_user_id: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vendor_conversation_id: str = ""
+    # Set when the run answers an interrupt: {"interrupt_id": str, "payload": Any}.
+    resume: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 120.0
+
+    def httpx(self) -> httpx.Timeout:
+        # write/pool get the connect budget: a request body is small, and waiting longer for a
+        # pooled connection than for a new one makes no sense.
+        return httpx.Timeout(
+            connect=self.connect, read=self.read, write=self.connect, pool=self.connect
+        )
+
+
+class VendorError(Exception):
+    """A vendor fault with its relay code and a message fit to show the user."""
+
+    def __init__(
+        self, code: str, message: str, *, status: int | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.details = details or {}
+
+
+class Provider:
+    """Base class: subclasses set `kind` and implement `stream`."""
+
+    kind: ClassVar[str] = ""
+    # Options `agents add` must see (name -> help); checked by `validate_options`.
+    required_options: ClassVar[dict[str, str]] = {}
+    default_base_url: ClassVar[str] = ""
+
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+
+    def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
+        raise NotImplementedError
+
+    async def delete_conversation(self, agent: AgentConfig, vendor_conversation_id: str) -> None:
+        """Delete the vendor-side conversation, where the vendor has one. Default: nothing."""
+        return None
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> list[str]:
+        """Problems with an agent's options, one readable line each (empty when fine)."""
+        return [
+            f"missing option {name!r} ({help_text})"
+            for name, help_text in cls.required_options.items()
+            if options.get(name) in (None, "")
+        ]
+
+    # Helpers shared by providers -------------------------------------------------------------
+
+    @staticmethod
+    def auth_headers(agent: AgentConfig) -> dict[str, str]:
+        token = agent.token()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    @staticmethod
+    def base_url(agent: AgentConfig, default: str = "") -> str:
+        return (agent.base_url or default).rstrip("/")
+
+
+def error_for_status(status: int, vendor_message: str, agent: AgentConfig) -> VendorError:
+    """Map an HTTP error status to the relay's code, with a message a user can act on."""
+    if status in (401, 403):
+        hint = (
+            f"check the token in the {agent.token_env} environment variable"
+            if agent.token_env
+            else "this agent has no token variable configured"
+        )
+        return VendorError(
+            ErrorCode.VENDOR_AUTH,
+            f"The vendor refused our credentials ({status}): {hint}."
+            + (f" Vendor said: {vendor_message}" if vendor_message else ""),
+            status=status,
+        )
+    if status == 404:
+        code = ErrorCode.VENDOR_NOT_FOUND
+    elif status == 429:
+        code = ErrorCode.VENDOR_RATE_LIMITED
+    elif status >= 500:
+        code = ErrorCode.VENDOR_UNAVAILABLE
+    else:
+        code = ErrorCode.VENDOR_BAD_REQUEST
+    text = vendor_message or httpx.codes.get_reason_phrase(status) or "error"
+    return VendorError(code, f"The vendor answered {status}: {text}", status=status)
+
+
+def error_for_exception(exc: BaseException, agent: AgentConfig | None = None) -> VendorError:
+    """Map any exception escaping a provider to a `VendorError` (one place for the mapping)."""
+    if isinstance(exc, VendorError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx.ConnectTimeout):
+            return VendorError(ErrorCode.VENDOR_UNREACHABLE, "Timed out connecting to the vendor.")
+        return VendorError(
+            ErrorCode.VENDOR_TIMEOUT, "The vendor stopped sending data and the stream timed out."
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return VendorError(ErrorCode.VENDOR_UNREACHABLE, "Could not connect to the vendor.")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return VendorError(
+            ErrorCode.VENDOR_TRUNCATED, "The vendor closed the connection before the reply ended."
+        )
+    if isinstance(exc, httpx.TransportError):
+        return VendorError(ErrorCode.VENDOR_UNREACHABLE, f"Network error talking to the vendor: {exc}")
+    return VendorError(ErrorCode.INTERNAL_ERROR, "The reply failed because of an internal error.")

@@ -1,0 +1,404 @@
+"""The relay: owns each run's lifecycle, persistence and fan-out.
+
+Data flows one way: vendor bytes -> provider -> normalized events -> this module -> sockets and
+the database. Design numbers (../shared/reference/performance.md, measured on this machine kind):
+
+- One channel-layer message per vendor delta is 7-35x slower than a direct send and collapses at
+  ~20 streams on Redis. So deltas go *straight* to the socket that started the run, and every
+  other viewer (second tab, other process) gets coalesced batches through the channel layer,
+  one message per FANOUT_WINDOW (~50 ms: a 50 ms window cut publish counts ~25x in peers).
+- No database write per delta: the text is flushed on a timer (FLUSH_INTERVAL, ~1 s; it doubles
+  as the heartbeat that lets survivors reap a dead process's runs) and once at the end, so the
+  queries per reply do not grow with the number of deltas.
+- A run is its own task, never awaited inside a consumer's receive handler, so "stop" frames are
+  handled during a stream; it keeps running when the socket that started it goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from conversations import events as ev
+from conversations import services
+from conversations.frames import conversation_json, message_frame, message_json
+from conversations.models import Message, ToolCall
+from conversations.providers import get_provider
+from conversations.providers.base import error_for_exception
+
+logger = logging.getLogger(__name__)
+
+Sink = Callable[[dict[str, Any]], Awaitable[None]]
+
+TERMINAL_FRAME = {
+    Message.Status.COMPLETED: "message.completed",
+    Message.Status.AWAITING_INPUT: "message.completed",
+    Message.Status.FAILED: "message.failed",
+    Message.Status.CANCELED: "message.canceled",
+}
+
+
+def conversation_group(conversation_id: UUID | str) -> str:
+    """Every socket of a conversation (any process) listens here."""
+    return f"conv.{UUID(str(conversation_id)).hex}"
+
+
+def control_group(conversation_id: UUID | str) -> str:
+    """The process running a conversation's reply listens here (cancel requests)."""
+    return f"run.{UUID(str(conversation_id)).hex}"
+
+
+class Run:
+    def __init__(self, relay: Relay, accepted: services.AcceptedMessage, owner: Sink | None,
+                 owner_channel: str | None) -> None:
+        assert accepted.assistant_message is not None and accepted.request is not None
+        self.relay = relay
+        self.conversation = accepted.conversation
+        self.conversation_id = str(accepted.conversation.id)
+        self.message_id = str(accepted.assistant_message.id)
+        self.request = accepted.request
+        self.owner = owner
+        self.owner_channel = owner_channel
+        self.group = conversation_group(self.conversation_id)
+        self.status = Message.Status.STREAMING
+        self.cancel_requested = False
+        self._parts: list[str] = []
+        self.length = 0  # in code points, as Python counts; `offset` uses the same unit
+        self.tool_calls: dict[str, services.ToolCallRecord] = {}
+        self.usage: dict[str, Any] | None = None
+        self.extra: dict[str, Any] = {}
+        self.ttft_ms: int | None = None
+        self.vendor_conversation_id = ""
+        self.generated_titles: dict[str, str] | None = None
+        self.started = time.monotonic()
+        self._batch: list[dict[str, Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._publish_lock = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
+
+    # State -----------------------------------------------------------------------------------
+
+    @property
+    def content(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "content": self.content,
+            "tool_calls": [self._tool_call_json(c) for c in self.tool_calls.values()],
+            "status": self.status,
+        }
+
+    @staticmethod
+    def _tool_call_json(call: services.ToolCallRecord) -> dict[str, Any]:
+        return {"id": call.call_id, "name": call.name, "arguments": call.arguments,
+                "result": call.result, "status": call.status}
+
+    # Fan-out ---------------------------------------------------------------------------------
+
+    async def emit(self, frame: dict[str, Any], *, urgent: bool = False) -> None:
+        """Send to the owner socket now; queue for the other viewers (coalesced)."""
+        if self.owner is not None:
+            try:
+                await self.owner(frame)
+            except Exception:  # the socket went away; the run goes on without it
+                self.detach_owner()
+        self._queue(frame)
+        if urgent:
+            await self.publish()
+
+    def detach_owner(self) -> None:
+        self.owner = None
+        self.owner_channel = None
+
+    def _queue(self, frame: dict[str, Any]) -> None:
+        last = self._batch[-1] if self._batch else None
+        kind = frame["type"]
+        if (
+            last is not None
+            and kind == last["type"] == "message.delta"
+            and last["offset"] + len(last["delta"]) == frame["offset"]
+        ):
+            last["delta"] += frame["delta"]
+        elif (
+            last is not None
+            and kind == last["type"] == "tool_call.delta"
+            and last["tool_call_id"] == frame["tool_call_id"]
+        ):
+            last["delta"] += frame["delta"]
+        else:
+            self._batch.append(dict(frame))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._publish_later())
+
+    async def _publish_later(self) -> None:
+        await asyncio.sleep(self.relay.fanout_window)
+        await self.publish()
+
+    async def publish(self) -> None:
+        async with self._publish_lock:
+            if not self._batch:
+                return
+            frames, self._batch = self._batch, []
+            try:
+                await self.relay.layer.group_send(
+                    self.group,
+                    {"type": "relay.frames", "frames": frames, "skip": self.owner_channel},
+                )
+            except Exception:
+                # A layer outage must not kill the run: the owner still streams, the text is
+                # persisted, and other viewers resync from `conversation.sync` on reconnect.
+                logger.warning("fan-out to %s failed", self.group, exc_info=True)
+
+    # The run ---------------------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        flush_task = asyncio.create_task(self._flush_loop())
+        listener = asyncio.create_task(self._listen_for_control())
+        status, code, message = Message.Status.FAILED, ev.ErrorCode.VENDOR_TRUNCATED, ""
+        try:
+            provider = get_provider(self.request.agent.provider, self.relay.timeouts)
+            terminal = None
+            async with contextlib.aclosing(provider.stream(self.request)) as stream:
+                async for event in stream:
+                    await self._handle(event)
+                    if isinstance(event, ev.TERMINAL_EVENTS):
+                        terminal = event
+                        break
+            if isinstance(terminal, ev.RunCompleted):
+                status, code = Message.Status.COMPLETED, ""
+            elif isinstance(terminal, ev.InterruptRequested):
+                status, code = Message.Status.AWAITING_INPUT, ""
+            elif isinstance(terminal, ev.RunFailed):
+                code, message = terminal.code, terminal.message
+            else:
+                message = "The vendor's stream ended before the reply was complete."
+        except asyncio.CancelledError:
+            if self.cancel_requested:
+                status, code = Message.Status.CANCELED, ""
+            else:
+                code = ev.ErrorCode.SERVER_RESTART
+                message = "The server stopped while this reply was streaming."
+        except LookupError as exc:
+            code = ev.ErrorCode.AGENT_MISCONFIGURED
+            message = f"This agent's provider is not available: {exc}."
+        except Exception as exc:
+            err = error_for_exception(exc, self.request.agent)
+            if err.code == ev.ErrorCode.INTERNAL_ERROR:
+                logger.exception("run %s failed", self.message_id)
+            code, message = err.code, err.message
+        finally:
+            flush_task.cancel()
+            listener.cancel()
+        self.status = status
+        await self._finish(code, message)
+
+    async def _handle(self, event: ev.ProviderEvent) -> None:
+        mid = self.message_id
+        if isinstance(event, ev.TextDelta):
+            if not event.text:
+                return
+            if self.ttft_ms is None:
+                self.ttft_ms = int((time.monotonic() - self.started) * 1000)
+            frame = {"type": "message.delta", "message_id": mid, "offset": self.length,
+                     "delta": event.text}
+            self._parts.append(event.text)
+            self.length += len(event.text)
+            await self.emit(frame)
+        elif isinstance(event, ev.ReasoningDelta):
+            self.extra["reasoning"] = self.extra.get("reasoning", "") + event.text
+            await self.emit({"type": "reasoning.delta", "message_id": mid, "delta": event.text})
+        elif isinstance(event, ev.ToolCallStarted):
+            await self._start_tool_call(event.call_id, event.name)
+        elif isinstance(event, ev.ToolCallDelta):
+            call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
+                event.call_id, "")
+            call.arguments += event.delta
+            await self.emit({"type": "tool_call.delta", "message_id": mid,
+                             "tool_call_id": event.call_id, "delta": event.delta})
+        elif isinstance(event, ev.ToolCallCompleted):
+            call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
+                event.call_id, event.name)
+            call.name = event.name or call.name
+            call.arguments = event.arguments if event.arguments else call.arguments
+            call.status = ToolCall.Status.COMPLETED
+            call.completed_at = timezone.now()
+            await self.emit({"type": "tool_call.completed", "message_id": mid,
+                             "tool_call_id": call.call_id, "name": call.name,
+                             "arguments": call.arguments})
+        elif isinstance(event, ev.ToolCallResult):
+            call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
+                event.call_id, "")
+            call.result = event.result
+            await self.emit({"type": "tool_call.result", "message_id": mid,
+                             "tool_call_id": event.call_id, "result": event.result})
+        elif isinstance(event, ev.Usage):
+            self.usage = event.as_dict()
+        elif isinstance(event, ev.VendorConversation):
+            self.vendor_conversation_id = event.vendor_conversation_id
+            await database_sync_to_async(services.set_vendor_conversation_id)(
+                self.conversation_id, event.vendor_conversation_id)
+        elif isinstance(event, ev.TitleGenerated):
+            self.generated_titles = dict(event.titles)
+        elif isinstance(event, ev.VendorExtra):
+            self.extra.setdefault(event.key, []).append(event.value)
+        elif isinstance(event, ev.InterruptRequested):
+            self.extra["pending_interrupt"] = {
+                "id": event.interrupt_id, "reason": event.reason, "payload": event.payload}
+            await self.emit({"type": "interrupt.requested", "message_id": mid,
+                             "interrupt_id": event.interrupt_id, "reason": event.reason,
+                             "payload": event.payload}, urgent=True)
+
+    async def _start_tool_call(self, call_id: str, name: str) -> services.ToolCallRecord:
+        call = self.tool_calls.get(call_id)
+        if call is not None:  # some vendors announce a call twice; one card per call id
+            call.name = name or call.name
+            return call
+        call = services.ToolCallRecord(call_id=call_id, name=name, created_at=timezone.now())
+        self.tool_calls[call_id] = call
+        await self.emit({"type": "tool_call.started", "message_id": self.message_id,
+                         "tool_call_id": call_id, "name": name})
+        return call
+
+    async def _flush_loop(self) -> None:
+        flush = database_sync_to_async(services.flush_run)
+        while True:
+            await asyncio.sleep(self.relay.flush_interval)
+            try:
+                await flush(self.message_id, self.content)
+            except Exception:
+                logger.warning("flush of %s failed; will retry", self.message_id, exc_info=True)
+
+    async def _listen_for_control(self) -> None:
+        layer = self.relay.layer
+        channel = await layer.new_channel("relay.")
+        group = control_group(self.conversation_id)
+        await layer.group_add(group, channel)
+        try:
+            while True:
+                msg = await layer.receive(channel)
+                if msg.get("type") == "run.cancel":
+                    self.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(layer.group_discard(group, channel))
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.cancel_requested = True
+            self.task.cancel()
+
+    async def _finish(self, code: str, message: str) -> None:
+        for call in self.tool_calls.values():
+            if call.status == ToolCall.Status.STARTED and self.status != Message.Status.COMPLETED:
+                call.status = ToolCall.Status.FAILED
+        outcome = services.RunOutcome(
+            status=self.status,
+            content=self.content,
+            error_code=code if self.status == Message.Status.FAILED else "",
+            error_message=message if self.status == Message.Status.FAILED else "",
+            usage=self.usage,
+            tool_calls=list(self.tool_calls.values()),
+            extra=self.extra,
+            ttft_ms=self.ttft_ms,
+            vendor_conversation_id=self.vendor_conversation_id,
+            generated_titles=self.generated_titles,
+        )
+        try:
+            saved = await database_sync_to_async(self._save)(outcome)
+        except Exception:
+            logger.exception("could not save the end of run %s", self.message_id)
+            return
+        message_data, conversation_data = saved
+        await self.emit(message_frame(TERMINAL_FRAME[self.status], message_data), urgent=True)
+        if conversation_data is not None:
+            await self.emit({"type": "conversation.updated", "conversation": conversation_data},
+                            urgent=True)
+
+    def _save(self, outcome: services.RunOutcome) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        saved = services.finish_run(self.message_id, outcome)
+        conversation = None
+        if outcome.generated_titles:
+            conversation = conversation_json(saved.conversation)
+        return message_json(saved), conversation
+
+
+class Relay:
+    """Per-process registry of the runs this process is executing."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+
+    @property
+    def layer(self) -> Any:
+        return get_channel_layer()
+
+    @property
+    def fanout_window(self) -> float:
+        return settings.RELAY_FANOUT_WINDOW
+
+    @property
+    def flush_interval(self) -> float:
+        return settings.RELAY_FLUSH_INTERVAL
+
+    @property
+    def timeouts(self) -> Any:
+        from conversations.providers.base import Timeouts
+
+        return Timeouts(connect=settings.VENDOR_CONNECT_TIMEOUT, read=settings.VENDOR_READ_TIMEOUT)
+
+    async def start(self, accepted: services.AcceptedMessage, owner: Sink | None = None,
+                    owner_channel: str | None = None) -> Run:
+        """Announce the user's message and the placeholder, then run the reply as a task."""
+        run = Run(self, accepted, owner, owner_channel)
+        self.runs[run.conversation_id] = run
+        await run.emit(message_frame("message.created", message_json(accepted.user_message)))
+        await run.emit(
+            message_frame("message.created", message_json(accepted.assistant_message)),
+            urgent=True,
+        )
+        if accepted.metadata_changed:
+            await run.emit({"type": "conversation.updated",
+                            "conversation": conversation_json(accepted.conversation)},
+                           urgent=True)
+        run.task = asyncio.create_task(self._execute(run), name=f"run-{run.message_id}")
+        return run
+
+    async def _execute(self, run: Run) -> None:
+        try:
+            await run.execute()
+        finally:
+            if self.runs.get(run.conversation_id) is run:
+                del self.runs[run.conversation_id]
+
+    def local_run(self, conversation_id: UUID | str) -> Run | None:
+        return self.runs.get(str(conversation_id))
+
+    async def cancel(self, conversation_id: UUID | str) -> None:
+        """Stop the conversation's run wherever it runs (this process or another)."""
+        run = self.local_run(conversation_id)
+        if run is not None:
+            run.cancel()
+            return
+        await self.layer.group_send(control_group(conversation_id), {"type": "run.cancel"})
+
+    def detach(self, conversation_id: UUID | str, channel_name: str) -> None:
+        run = self.local_run(conversation_id)
+        if run is not None and run.owner_channel == channel_name:
+            run.detach_owner()
+
+
+relay = Relay()

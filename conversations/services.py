@@ -1,0 +1,560 @@
+"""Use cases shared by the HTML views, the JSON API, the websocket consumer, the relay and admin.
+
+Everything here is synchronous ORM code; async callers wrap it with `database_sync_to_async`.
+Input problems raise `InvalidInput` with a stable code, so each surface renders the same error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.http import Http404
+from django.utils import timezone
+
+from conversations.events import ErrorCode
+from conversations.models import (
+    METADATA_MAX_BYTES,
+    Agent,
+    Conversation,
+    Message,
+    ToolCall,
+    metadata_size,
+)
+from conversations.providers.base import AgentConfig, ChatTurn, RunRequest
+
+logger = logging.getLogger(__name__)
+
+# 32,000 characters: a long pasted log or document fits; anything bigger is almost certainly a
+# mistake and would blow most vendors' context anyway.
+CONTENT_MAX_CHARS = 32_000
+CLIENT_ID_MAX_CHARS = 64
+TITLE_MAX_CHARS = 200
+EXTERNAL_USER_ID_MAX_CHARS = 255
+# 30 rows fill a sidebar on a large screen; pages stay cheap with the (owner, archived,
+# -updated_at) index.
+PAGE_SIZE = 30
+# A streaming message whose heartbeat is older than this belongs to a dead process. The relay
+# touches the heartbeat every flush (~1 s); 30 s tolerates long GC or DB stalls.
+ORPHAN_AFTER = timedelta(seconds=30)
+
+
+class InvalidInput(Exception):
+    """Bad input from a user: `code` is stable (API/websocket), `message` is for people."""
+
+    def __init__(
+        self, code: str, message: str, *, field: str | None = None, status: int = 400
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.status = status
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"field": self.field} if self.field else {}
+
+
+# Validation ----------------------------------------------------------------------------------
+
+
+def clean_metadata(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                "invalid", f"Metadata is not valid JSON: {exc.msg} (line {exc.lineno}).",
+                field="metadata",
+            ) from None
+    if not isinstance(value, dict):
+        raise InvalidInput("invalid", "Metadata must be a JSON object.", field="metadata")
+    if metadata_size(value) > METADATA_MAX_BYTES:
+        raise InvalidInput(
+            "too_large",
+            f"Metadata must be at most {METADATA_MAX_BYTES // 1024} KB when serialized.",
+            field="metadata",
+            status=413,
+        )
+    return value
+
+
+def clean_title(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput("invalid", "Title must be a string.", field="title")
+    value = " ".join(value.split())
+    if len(value) > TITLE_MAX_CHARS:
+        raise InvalidInput(
+            "invalid", f"Title must be at most {TITLE_MAX_CHARS} characters.", field="title"
+        )
+    return value
+
+
+def clean_external_user_id(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(
+            "invalid", "external_user_id must be a string.", field="external_user_id"
+        )
+    value = value.strip()
+    if len(value) > EXTERNAL_USER_ID_MAX_CHARS:
+        raise InvalidInput(
+            "invalid",
+            f"external_user_id must be at most {EXTERNAL_USER_ID_MAX_CHARS} characters.",
+            field="external_user_id",
+        )
+    return value
+
+
+def clean_content(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("invalid", "content must be a string.", field="content")
+    value = value.strip()
+    if not value:
+        raise InvalidInput("invalid", "The message is empty.", field="content")
+    if len(value) > CONTENT_MAX_CHARS:
+        raise InvalidInput(
+            "too_large",
+            f"The message is {len(value):,} characters; the limit is {CONTENT_MAX_CHARS:,}.",
+            field="content",
+            status=413,
+        )
+    return value
+
+
+def clean_client_id(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > CLIENT_ID_MAX_CHARS:
+        raise InvalidInput(
+            "invalid",
+            f"client_id must be a string of at most {CLIENT_ID_MAX_CHARS} characters.",
+            field="client_id",
+        )
+    return value
+
+
+# Agents --------------------------------------------------------------------------------------
+
+
+def resolve_agent(slug: Any) -> Agent:
+    if slug in (None, ""):
+        agent = Agent.objects.default()
+        if agent is None:
+            raise InvalidInput("invalid", "No agent is configured.", field="agent", status=422)
+        return agent
+    if not isinstance(slug, str):
+        raise InvalidInput("invalid", "agent must be an agent slug.", field="agent")
+    agent = Agent.objects.active().filter(slug=slug).first()
+    if agent is None:
+        raise InvalidInput("invalid", f"Unknown agent {slug!r}.", field="agent", status=422)
+    return agent
+
+
+def agent_config(agent: Agent) -> AgentConfig:
+    return AgentConfig(
+        slug=agent.slug,
+        provider=agent.provider,
+        name=agent.name,
+        base_url=agent.base_url,
+        token_env=agent.token_env,
+        options=dict(agent.options or {}),
+    )
+
+
+def ensure_demo_agent() -> Agent:
+    agent, _ = Agent.objects.get_or_create(
+        slug="demo",
+        defaults={"name": "Demo agent", "provider": "demo", "is_active": True},
+    )
+    if not Agent.objects.filter(is_default=True).exists():
+        agent.is_default = True
+        agent.save(update_fields=["is_default"])
+    return agent
+
+
+# Conversations -------------------------------------------------------------------------------
+
+
+def get_conversation(user: Any, conversation_id: UUID | str) -> Conversation:
+    """The user's own conversation, or Http404 (also for other users' conversations)."""
+    try:
+        return Conversation.objects.for_user(user).select_related("agent").get(pk=conversation_id)
+    except (Conversation.DoesNotExist, ValidationError, ValueError):
+        raise Http404("No such conversation.") from None
+
+
+def create_conversation(
+    user: Any,
+    *,
+    agent: Agent | str | None = None,
+    title: Any = "",
+    external_user_id: Any = "",
+    metadata: Any = None,
+) -> Conversation:
+    agent_obj = agent if isinstance(agent, Agent) else resolve_agent(agent)
+    return Conversation.objects.create(
+        owner=user,
+        agent=agent_obj,
+        title=clean_title(title),
+        external_user_id=clean_external_user_id(external_user_id),
+        metadata=clean_metadata(metadata if metadata is not None else {}),
+    )
+
+
+def list_conversations(
+    user: Any, *, q: str = "", archived: bool = False, page: Any = 1, per_page: int = PAGE_SIZE
+) -> Page:
+    qs = Conversation.objects.for_user(user).filter(archived=archived).select_related("agent")
+    qs = qs.search(q).order_by("-updated_at", "-pk")
+    return Paginator(qs, per_page).get_page(page)
+
+
+def update_conversation(conversation: Conversation, **changes: Any) -> Conversation:
+    fields: list[str] = []
+    if "title" in changes:
+        conversation.title = clean_title(changes["title"])
+        fields.append("title")
+    if "metadata" in changes:
+        conversation.metadata = clean_metadata(changes["metadata"])
+        fields.append("metadata")
+    if "external_user_id" in changes:
+        conversation.external_user_id = clean_external_user_id(changes["external_user_id"])
+        fields.append("external_user_id")
+    if "archived" in changes:
+        if not isinstance(changes["archived"], bool):
+            raise InvalidInput("invalid", "archived must be true or false.", field="archived")
+        conversation.archived = changes["archived"]
+        fields.append("archived")
+    if fields:
+        conversation.updated_at = timezone.now()
+        conversation.save(update_fields=[*fields, "updated_at"])
+    return conversation
+
+
+def delete_conversation(conversation: Conversation) -> None:
+    conversation.delete()
+
+
+def transcript(conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.transcript())
+
+
+# Runs ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class AcceptedMessage:
+    user_message: Message
+    # None when the send was a repeat of an earlier client_id (acknowledged, not run again).
+    assistant_message: Message | None
+    request: RunRequest | None
+    conversation: Conversation
+    metadata_changed: bool = False
+    history: list[ChatTurn] = field(default_factory=list)
+
+
+def active_run_message(conversation: Conversation) -> Message | None:
+    return conversation.messages.filter(status=Message.Status.STREAMING).first()
+
+
+def _next_seq(conversation: Conversation) -> int:
+    top = conversation.messages.aggregate(top=Max("seq"))["top"]
+    return (top or 0) + 1
+
+
+def history_for(conversation: Conversation, before: Message | None = None) -> list[ChatTurn]:
+    """Completed turns, oldest first: what the vendor needs to continue the conversation."""
+    rows = conversation.messages.filter(role__in=["user", "assistant", "system"])
+    if before is not None:
+        rows = rows.filter(seq__lt=before.seq)
+    turns = []
+    for role, content, status in rows.order_by("seq").values_list("role", "content", "status"):
+        # Failed or empty assistant replies carry no meaning for the model.
+        if role == "assistant" and (not content or status == Message.Status.FAILED):
+            continue
+        turns.append(ChatTurn(role=role, content=content))
+    return turns
+
+
+def accept_user_message(
+    conversation_id: UUID | str,
+    user: Any,
+    *,
+    content: Any,
+    client_id: Any = None,
+    metadata: Any = None,
+) -> AcceptedMessage:
+    """Commit the user's message and the streaming assistant placeholder, before any vendor call.
+
+    Idempotent on `client_id`: a repeat returns the original message and no run. Raises
+    `InvalidInput("run_active")` when the conversation already has a streaming reply.
+    """
+    content = clean_content(content)
+    client_id = clean_client_id(client_id)
+    new_metadata = clean_metadata(metadata) if metadata is not None else None
+    with transaction.atomic():
+        # The row lock serialises concurrent sends to one conversation (PostgreSQL; SQLite
+        # serialises writers anyway), so two tabs can never start two runs.
+        conversation = (
+            Conversation.objects.for_user(user)
+            .select_for_update()
+            .select_related("agent")
+            .filter(pk=conversation_id)
+            .first()
+        )
+        if conversation is None:
+            raise InvalidInput("not_found", "No such conversation.", status=404)
+        if client_id:
+            existing = conversation.messages.filter(client_id=client_id).first()
+            if existing is not None:
+                return AcceptedMessage(existing, None, None, conversation)
+        if active_run_message(conversation) is not None:
+            raise InvalidInput(
+                "run_active",
+                "The agent is still replying; stop it or wait for it to finish.",
+                status=409,
+            )
+        if not conversation.agent.is_active:
+            raise InvalidInput(
+                "invalid", "This conversation's agent has been deactivated.", status=422
+            )
+        history = history_for(conversation)
+        seq = _next_seq(conversation)
+        now = timezone.now()
+        try:
+            user_message = Message.objects.create(
+                conversation=conversation,
+                seq=seq,
+                role=Message.Role.USER,
+                content=content,
+                client_id=client_id,
+                created_at=now,
+            )
+        except IntegrityError:
+            # The same client_id raced in from another socket between our check and insert.
+            existing = conversation.messages.get(client_id=client_id)
+            return AcceptedMessage(existing, None, None, conversation)
+        assistant = Message.objects.create(
+            conversation=conversation,
+            seq=seq + 1,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            created_at=now,
+            heartbeat_at=now,
+        )
+        fields = ["updated_at"]
+        conversation.updated_at = now
+        metadata_changed = new_metadata is not None and new_metadata != conversation.metadata
+        if metadata_changed:
+            conversation.metadata = new_metadata
+            fields.append("metadata")
+        conversation.save(update_fields=fields)
+    request = build_run_request(conversation, content, history)
+    return AcceptedMessage(
+        user_message, assistant, request, conversation, metadata_changed, history
+    )
+
+
+def build_run_request(
+    conversation: Conversation,
+    content: str,
+    history: list[ChatTurn],
+    resume: dict[str, Any] | None = None,
+) -> RunRequest:
+    return RunRequest(
+        agent=agent_config(conversation.agent),
+        conversation_id=str(conversation.id),
+        message=content,
+        history=history,
+        title=conversation.title,
+        external_user_id=conversation.external_user_id,
+        metadata=dict(conversation.metadata or {}),
+        vendor_conversation_id=conversation.vendor_conversation_id,
+        resume=resume,
+    )
+
+
+def flush_run(message_id: UUID | str, content: str) -> None:
+    """Persist the text so far and prove the run's process is alive (relay flush timer)."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content, heartbeat_at=timezone.now()
+    )
+
+
+@dataclass
+class ToolCallRecord:
+    call_id: str
+    name: str = ""
+    arguments: str = ""
+    result: Any = None
+    status: str = ToolCall.Status.STARTED
+    created_at: Any = None
+    completed_at: Any = None
+
+    def parsed_arguments(self) -> Any:
+        if not self.arguments:
+            return None
+        try:
+            return json.loads(self.arguments)
+        except ValueError:
+            return None
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    content: str
+    error_code: str = ""
+    error_message: str = ""
+    usage: dict[str, Any] | None = None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    ttft_ms: int | None = None
+    vendor_conversation_id: str = ""
+    generated_titles: dict[str, str] | None = None
+
+
+def finish_run(message_id: UUID | str, outcome: RunOutcome) -> Message:
+    """Write the run's final state in a few queries, whatever the number of deltas."""
+    now = timezone.now()
+    with transaction.atomic():
+        message = Message.objects.select_related("conversation").get(pk=message_id)
+        message.content = outcome.content
+        message.status = outcome.status
+        message.error_code = outcome.error_code
+        message.error_message = outcome.error_message
+        message.usage = outcome.usage
+        message.extra = {**(message.extra or {}), **outcome.extra}
+        message.ttft_ms = outcome.ttft_ms
+        message.completed_at = now
+        message.heartbeat_at = None
+        message.save(
+            update_fields=[
+                "content", "status", "error_code", "error_message", "usage", "extra",
+                "ttft_ms", "completed_at", "heartbeat_at",
+            ]
+        )
+        if outcome.tool_calls:
+            ToolCall.objects.bulk_create(
+                [
+                    ToolCall(
+                        message=message,
+                        index=i,
+                        call_id=call.call_id,
+                        name=call.name,
+                        arguments=call.arguments,
+                        arguments_json=call.parsed_arguments(),
+                        result=call.result,
+                        status=call.status,
+                        created_at=call.created_at or now,
+                        completed_at=call.completed_at,
+                    )
+                    for i, call in enumerate(outcome.tool_calls)
+                ]
+            )
+        conversation = message.conversation
+        fields = ["updated_at"]
+        conversation.updated_at = now
+        if outcome.vendor_conversation_id:
+            conversation.vendor_conversation_id = outcome.vendor_conversation_id
+            fields.append("vendor_conversation_id")
+        if outcome.generated_titles:
+            conversation.generated_titles = outcome.generated_titles
+            fields.append("generated_titles")
+        conversation.save(update_fields=fields)
+    return Message.objects.prefetch_related("tool_calls").get(pk=message.pk)
+
+
+def set_vendor_conversation_id(conversation_id: UUID | str, vendor_id: str) -> None:
+    """Stored as soon as the vendor creates it, so a failed first run does not orphan it."""
+    Conversation.objects.filter(pk=conversation_id).update(vendor_conversation_id=vendor_id)
+
+
+def reap_orphaned_runs(*, all_streaming: bool = False) -> int:
+    """Mark replies left `streaming` by a dead process as failed (`server_restart`).
+
+    `all_streaming=True` is for a single-process start (`manage.py bootstrap`): nothing can be
+    running yet. Otherwise only replies whose heartbeat is older than ORPHAN_AFTER are reaped.
+    """
+    rows = Message.objects.streaming()
+    if not all_streaming:
+        rows = rows.filter(heartbeat_at__lt=timezone.now() - ORPHAN_AFTER)
+    count = rows.update(
+        status=Message.Status.FAILED,
+        error_code=ErrorCode.SERVER_RESTART,
+        error_message="The server restarted while this reply was streaming; the text "
+        "received before the restart is kept.",
+        completed_at=timezone.now(),
+        heartbeat_at=None,
+    )
+    if count:
+        logger.warning("marked %d orphaned streaming replies as failed (server_restart)", count)
+    return count
+
+
+def accept_interrupt_answer(
+    conversation_id: UUID | str, user: Any, interrupt_id: str, payload: Any
+) -> AcceptedMessage:
+    """Record the user's answer to a pending interrupt and prepare the run that resumes it.
+
+    The answer is kept as a user message (so reviewers see what was answered), the paused reply
+    is closed as completed, and a new streaming reply carries the vendor's continuation.
+    """
+    answer = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    if len(answer) > CONTENT_MAX_CHARS:
+        raise InvalidInput("too_large", "The answer is too large.", status=413)
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.for_user(user).select_for_update().select_related("agent")
+            .filter(pk=conversation_id).first()
+        )
+        if conversation is None:
+            raise InvalidInput("not_found", "No such conversation.", status=404)
+        paused = next(
+            (
+                m
+                for m in conversation.messages.filter(status=Message.Status.AWAITING_INPUT)
+                if (m.extra or {}).get("pending_interrupt", {}).get("id") == interrupt_id
+            ),
+            None,
+        )
+        if paused is None:
+            raise InvalidInput("no_interrupt", "There is no pending interrupt with that id.")
+        if active_run_message(conversation) is not None:
+            raise InvalidInput("run_active", "The agent is still replying.", status=409)
+        now = timezone.now()
+        paused.status = Message.Status.COMPLETED
+        paused.extra = {**paused.extra, "interrupt_answer": {"id": interrupt_id, "payload": payload}}
+        paused.save(update_fields=["status", "extra"])
+        history = history_for(conversation)
+        seq = _next_seq(conversation)
+        user_message = Message.objects.create(
+            conversation=conversation, seq=seq, role=Message.Role.USER, content=answer,
+            extra={"answers_interrupt": interrupt_id}, created_at=now,
+        )
+        assistant = Message.objects.create(
+            conversation=conversation, seq=seq + 1, role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING, created_at=now, heartbeat_at=now,
+        )
+        conversation.updated_at = now
+        conversation.save(update_fields=["updated_at"])
+    request = build_run_request(
+        conversation, answer, history, resume={"interrupt_id": interrupt_id, "payload": payload}
+    )
+    return AcceptedMessage(user_message, assistant, request, conversation)
