@@ -42,9 +42,15 @@ def tool_call_json(call: ToolCall) -> dict[str, Any]:
     }
 
 
-def message_json(message: Message) -> dict[str, Any]:
-    # `tool_calls` must be prefetched by the caller (MessageQuerySet.transcript) to avoid N+1.
-    calls = message.tool_calls.all() if message.role == Message.Role.ASSISTANT else []
+def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> dict[str, Any]:
+    """`tool_calls` defaults to the message's rows: prefetch them (MessageQuerySet.transcript)
+    to avoid N+1, or pass `[]` for a message just created (no query, safe in async code)."""
+    if tool_calls is not None:
+        calls = tool_calls
+    elif message.role == Message.Role.ASSISTANT:
+        calls = list(message.tool_calls.all())
+    else:
+        calls = []
     return {
         "id": str(message.id),
         "role": message.role,

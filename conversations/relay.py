@@ -365,9 +365,9 @@ class Relay:
         """Announce the user's message and the placeholder, then run the reply as a task."""
         run = Run(self, accepted, owner, owner_channel)
         self.runs[run.conversation_id] = run
-        await run.emit(message_frame("message.created", message_json(accepted.user_message)))
+        await run.emit(message_frame("message.created", message_json(accepted.user_message, [])))
         await run.emit(
-            message_frame("message.created", message_json(accepted.assistant_message)),
+            message_frame("message.created", message_json(accepted.assistant_message, [])),
             urgent=True,
         )
         if accepted.metadata_changed:

@@ -1,0 +1,70 @@
+"""Shared fixtures: users, agents, logged-in clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from conversations.models import Agent, Conversation
+
+
+@pytest.fixture
+def alice(db: Any) -> Any:
+    return get_user_model().objects.create_user("alice", "alice@example.com", "pw-alice-123")
+
+
+@pytest.fixture
+def bob(db: Any) -> Any:
+    return get_user_model().objects.create_user("bob", "bob@example.com", "pw-bob-123")
+
+
+@pytest.fixture
+def staff(db: Any) -> Any:
+    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+
+
+@pytest.fixture
+def demo_agent(db: Any) -> Agent:
+    # delay 0: the demo's realistic pace (~40 deltas/s) is for people, not for the suite.
+    return Agent.objects.create(
+        slug="demo", name="Demo agent", provider="demo", is_default=True, options={"delay": 0}
+    )
+
+
+@pytest.fixture
+def alice_client(alice: Any) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def api_client(alice: Any) -> Client:
+    """Logged in with CSRF enforced, as a browser's fetch() would be."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/")  # sets the csrftoken cookie
+    return client
+
+
+def csrf_headers(client: Client) -> dict[str, str]:
+    token = client.cookies["csrftoken"].value
+    return {"HTTP_X_CSRFTOKEN": token}
+
+
+@pytest.fixture
+def conversation(alice: Any, demo_agent: Agent) -> Conversation:
+    return Conversation.objects.create(owner=alice, agent=demo_agent, title="Refund question")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Any:
+    """Rate-limit counters live in the cache; each test starts from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,0 +1,77 @@
+"""Helpers for websocket tests: a logged-in WebsocketCommunicator on the real ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chatsite.asgi import application
+
+ORIGIN = b"http://testserver"
+
+
+class Socket:
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.comm = communicator
+        self.sync: dict[str, Any] = {}
+
+    async def send(self, frame: Any) -> None:
+        await self.comm.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv(self, timeout: float = 5) -> dict[str, Any]:
+        return json.loads(await self.comm.receive_from(timeout=timeout))
+
+    async def recv_until(self, *types: str, timeout: float = 10) -> list[dict[str, Any]]:
+        """Frames up to and including the first one whose type is in `types`."""
+        frames: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.recv(timeout=max(0.01, deadline - loop.time()))
+            frames.append(frame)
+            if frame["type"] in types:
+                return frames
+
+    async def assert_usable(self) -> None:
+        await self.send({"type": "ping"})
+        assert await self.recv() == {"type": "pong"}
+
+    async def close(self) -> None:
+        await self.comm.disconnect()
+
+
+def session_cookie(client: Client) -> bytes:
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def open_socket(
+    client: Client | None, conversation_id: Any, *, origin: bytes | None = ORIGIN
+) -> tuple[bool, Socket]:
+    headers = []
+    if origin is not None:
+        headers.append((b"origin", origin))
+    if client is not None:
+        headers.append((b"cookie", session_cookie(client)))
+    comm = WebsocketCommunicator(application, f"/ws/conversations/{conversation_id}/", headers)
+    connected, _ = await comm.connect(timeout=5)
+    sock = Socket(comm)
+    if connected:
+        sock.sync = await sock.recv()
+    return connected, sock
+
+
+def assemble(frames: list[dict[str, Any]], message_id: str, start: str = "") -> str:
+    """Splice `message.delta` frames by offset, asserting there is no gap."""
+    text = start
+    for f in frames:
+        if f["type"] != "message.delta" or f["message_id"] != message_id:
+            continue
+        offset, delta = f["offset"], f["delta"]
+        assert offset <= len(text), f"gap: have {len(text)} chars, delta starts at {offset}"
+        if offset + len(delta) > len(text):
+            text = text[:offset] + delta
+    return text
