@@ -190,7 +190,9 @@ class Message(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     usage = models.JSONField(null=True, blank=True)
-    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "": the unique (conversation, client_id) constraint must ignore messages
+    # sent without a client id.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # Vendor extras kept for review: pending interrupt, reasoning, data blocks, unknown events.
     extra = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

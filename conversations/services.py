@@ -540,7 +540,8 @@ def accept_interrupt_answer(
             raise InvalidInput("run_active", "The agent is still replying.", status=409)
         now = timezone.now()
         paused.status = Message.Status.COMPLETED
-        paused.extra = {**paused.extra, "interrupt_answer": {"id": interrupt_id, "payload": payload}}
+        answer_record = {"id": interrupt_id, "payload": payload}
+        paused.extra = {**paused.extra, "interrupt_answer": answer_record}
         paused.save(update_fields=["status", "extra"])
         history = history_for(conversation)
         seq = _next_seq(conversation)

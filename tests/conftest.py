@@ -10,6 +10,9 @@ from django.test import Client
 
 from conversations.models import Agent, Conversation
 
+# The loopback fake vendor's fixtures: `fake_vendor`, `refused_url`.
+pytest_plugins = ["tests.fakevendor"]
+
 
 @pytest.fixture
 def alice(db: Any) -> Any:
@@ -68,3 +71,14 @@ def _fresh_cache() -> Any:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def openai_agent(db: Any, fake_vendor: Any, monkeypatch: Any) -> Agent:
+    """An OpenAI-compatible agent pointed at the loopback fake vendor."""
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "sk-test-secret")
+    return Agent.objects.create(
+        slug="oai", name="OpenAI-compatible", provider="openai",
+        base_url=fake_vendor.url + "/v1", token_env="FAKE_OPENAI_KEY",
+        options={"model": "gpt-test"},
+    )

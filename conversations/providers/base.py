@@ -166,5 +166,7 @@ def error_for_exception(exc: BaseException, agent: AgentConfig | None = None) ->
             ErrorCode.VENDOR_TRUNCATED, "The vendor closed the connection before the reply ended."
         )
     if isinstance(exc, httpx.TransportError):
-        return VendorError(ErrorCode.VENDOR_UNREACHABLE, f"Network error talking to the vendor: {exc}")
+        return VendorError(
+            ErrorCode.VENDOR_UNREACHABLE, f"Network error talking to the vendor: {exc}"
+        )
     return VendorError(ErrorCode.INTERNAL_ERROR, "The reply failed because of an internal error.")

@@ -6,14 +6,25 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.core.validators import URLValidator
 from django.db import transaction
 
 from conversations.models import Agent, env_var_name
 from conversations.providers import provider_class, provider_kinds
+
+
+def is_http_url(value: str) -> bool:
+    """Loose on purpose: Django's URLValidator refuses single-label hosts such as
+    `http://ollama:11434`, which is how self-hosted model servers are usually reached."""
+    parsed = urlsplit(value)
+    return (
+        parsed.scheme in ("http", "https")
+        and bool(parsed.hostname)
+        and not any(c.isspace() for c in value)
+    )
 
 
 def parse_option(raw: str) -> tuple[str, Any]:
@@ -56,10 +67,8 @@ class Command(BaseCommand):
         cls = provider_class(kind)
         base_url = opts["base_url"] or cls.default_base_url
         if base_url:
-            try:
-                URLValidator(schemes=["http", "https"])(base_url)
-            except ValidationError:
-                raise CommandError(f"bad URL {base_url!r}: use http(s)://host[:port][/path]") from None
+            if not is_http_url(base_url):
+                raise CommandError(f"bad URL {base_url!r}: use http(s)://host[:port][/path]")
         elif kind != "demo":
             raise CommandError(f"provider {kind!r} needs --base-url")
         if opts["token_env"]:
@@ -95,11 +104,14 @@ class Command(BaseCommand):
                 Agent.objects.filter(is_default=True).update(is_default=False)
                 agent.is_default = True
             agent.save()
-        self.stdout.write(f"added agent {slug} ({kind})" + (" [default]" if agent.is_default else ""))
+        suffix = " [default]" if agent.is_default else ""
+        self.stdout.write(f"added agent {slug} ({kind}){suffix}")
 
     def do_list(self, opts: dict[str, Any]) -> None:
         for a in Agent.objects.order_by("slug"):
-            flags = [f for f, on in (("default", a.is_default), ("inactive", not a.is_active)) if on]
+            flags = [
+                f for f, on in (("default", a.is_default), ("inactive", not a.is_active)) if on
+            ]
             self.stdout.write(
                 f"{a.slug}\t{a.provider}\t{a.base_url or '-'}\t{a.token_env or '-'}\t"
                 f"{json.dumps(a.options)}\t{','.join(flags)}"
