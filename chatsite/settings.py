@@ -136,6 +136,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
+        # httpx logs every request at INFO; vendor URLs are noise at that level.
+        "httpx": {"level": "WARNING"},
     },
 }
 
