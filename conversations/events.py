@@ -91,9 +91,17 @@ class VendorExtra:
 
 @dataclass(frozen=True, slots=True)
 class InterruptRequested:
+    """The vendor needs the user's answer before it goes on; the run pauses (`awaiting_input`).
+
+    `payload` is shown to the user (a question, the tool call to approve...). `vendor_data` is
+    private to the provider: stored with the pending interrupt and handed back unchanged in
+    `RunRequest.resume["vendor_data"]` (e.g. a run id, or the dialect to answer in).
+    """
+
     interrupt_id: str
     reason: str
     payload: Any = None
+    vendor_data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,8 @@ class ErrorCode:
     VENDOR_ERROR = "vendor_error"
     VENDOR_BAD_REQUEST = "vendor_bad_request"
     VENDOR_PROTOCOL = "vendor_protocol"
+    # The vendor no longer knows this conversation (404 on it): start a new conversation.
+    VENDOR_CONVERSATION_LOST = "vendor_conversation_lost"
     AGENT_MISCONFIGURED = "agent_misconfigured"
     SERVER_RESTART = "server_restart"
     INTERNAL_ERROR = "internal_error"

@@ -255,9 +255,12 @@ class Run:
             self.generated_titles = dict(event.titles)
         elif isinstance(event, ev.VendorExtra):
             self.extra.setdefault(event.key, []).append(event.value)
+            await self.emit({"type": "message.data", "message_id": mid, "key": event.key,
+                             "value": event.value})
         elif isinstance(event, ev.InterruptRequested):
             self.extra["pending_interrupt"] = {
-                "id": event.interrupt_id, "reason": event.reason, "payload": event.payload}
+                "id": event.interrupt_id, "reason": event.reason, "payload": event.payload,
+                "vendor_data": event.vendor_data}
             await self.emit({"type": "interrupt.requested", "message_id": mid,
                              "interrupt_id": event.interrupt_id, "reason": event.reason,
                              "payload": event.payload}, urgent=True)

@@ -555,7 +555,16 @@ def accept_interrupt_answer(
         )
         conversation.updated_at = now
         conversation.save(update_fields=["updated_at"])
+    pending = paused.extra.get("pending_interrupt") or {}
     request = build_run_request(
-        conversation, answer, history, resume={"interrupt_id": interrupt_id, "payload": payload}
+        conversation,
+        answer,
+        history,
+        resume={
+            "interrupt_id": interrupt_id,
+            "payload": payload,
+            "reason": pending.get("reason", ""),
+            "vendor_data": pending.get("vendor_data") or {},
+        },
     )
     return AcceptedMessage(user_message, assistant, request, conversation)

@@ -54,7 +54,8 @@ class RunRequest:
     external_user_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     vendor_conversation_id: str = ""
-    # Set when the run answers an interrupt: {"interrupt_id": str, "payload": Any}.
+    # Set when the run answers an interrupt: {"interrupt_id": str, "payload": Any,
+    # "reason": str, "vendor_data": dict} (vendor_data as the provider's InterruptRequested had it).
     resume: dict[str, Any] | None = None
 
 
