@@ -166,8 +166,14 @@ class ConversationDetail:
     @staticmethod
     def delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
         conversation = services.get_conversation(request.user, conversation_id)
-        services.delete_conversation(conversation)
-        return HttpResponse(status=204)
+        vendor_error = services.delete_conversation(conversation)
+        if vendor_error is None:
+            return HttpResponse(status=204)
+        # Deleted here, but the vendor kept its copy: say so instead of a bare 204.
+        return JsonResponse(
+            {"deleted": True,
+             "vendor_error": {"code": vendor_error.code, "message": vendor_error.message}}
+        )
 
 
 conversations = api_view("GET", "POST")(Conversations)  # type: ignore[arg-type]

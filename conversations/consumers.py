@@ -139,6 +139,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         for frame in event["frames"]:
             await self.send_frame(frame)
 
+    async def conversation_deleted(self, event: dict[str, Any]) -> None:
+        # 4404: the client stops reconnecting to a conversation that is gone.
+        await self.close(code=4404)
+
     async def _sync_frame(self) -> dict[str, Any]:
         run = relay.local_run(self.conversation_id)
         # Snapshot the live run first (synchronously, no await in between) so the text is at

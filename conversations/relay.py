@@ -405,3 +405,14 @@ class Relay:
 
 
 relay = Relay()
+
+
+async def notify_deleted(conversation_id: UUID | str) -> None:
+    """Stop the conversation's reply and close its sockets (4404) in every process."""
+    layer = get_channel_layer()
+    try:
+        await relay.cancel(conversation_id)
+        await layer.group_send(conversation_group(conversation_id),
+                               {"type": "conversation.deleted"})
+    except Exception:  # the local delete already happened; open sockets resync or 404
+        logger.warning("could not notify sockets of deleted %s", conversation_id, exc_info=True)

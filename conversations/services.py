@@ -29,7 +29,13 @@ from conversations.models import (
     ToolCall,
     metadata_size,
 )
-from conversations.providers.base import AgentConfig, ChatTurn, RunRequest
+from conversations.providers.base import (
+    AgentConfig,
+    ChatTurn,
+    RunRequest,
+    VendorError,
+    error_for_exception,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -247,8 +253,36 @@ def update_conversation(conversation: Conversation, **changes: Any) -> Conversat
     return conversation
 
 
-def delete_conversation(conversation: Conversation) -> None:
+def delete_conversation(conversation: Conversation) -> VendorError | None:
+    """Delete locally and at the vendor. The local delete always happens; a vendor failure is
+    returned (and logged) so every surface can tell the user, never silently dropped."""
+    from asgiref.sync import async_to_sync
+
+    from conversations.relay import notify_deleted
+
+    vendor_error = None
+    if conversation.vendor_conversation_id:
+        try:
+            async_to_sync(_delete_at_vendor)(conversation)
+        except Exception as exc:
+            vendor_error = error_for_exception(exc)
+            logger.warning(
+                "vendor delete of conversation %s (%s) failed: %s",
+                conversation.pk, conversation.agent.provider, vendor_error.message,
+            )
+    conversation_id = conversation.pk
     conversation.delete()
+    async_to_sync(notify_deleted)(conversation_id)
+    return vendor_error
+
+
+async def _delete_at_vendor(conversation: Conversation) -> None:
+    from conversations.providers import get_provider
+
+    provider = get_provider(conversation.agent.provider)
+    await provider.delete_conversation(
+        agent_config(conversation.agent), conversation.vendor_conversation_id
+    )
 
 
 def transcript(conversation: Conversation) -> list[Message]:

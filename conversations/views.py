@@ -122,8 +122,14 @@ def conversation_archive(request: HttpRequest, conversation_id: UUID) -> HttpRes
 def conversation_delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = services.get_conversation(request.user, conversation_id)
     if request.method == "POST":
-        services.delete_conversation(conversation)
+        vendor_error = services.delete_conversation(conversation)
         messages.success(request, _("Conversation deleted."))
+        if vendor_error is not None:
+            messages.warning(
+                request,
+                _("The vendor could not delete its copy of the conversation: %(error)s")
+                % {"error": vendor_error.message},
+            )
         return redirect("home")
     return render(
         request,
