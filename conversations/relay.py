@@ -137,6 +137,7 @@ class Run:
             last is not None
             and kind == last["type"] == "tool_call.delta"
             and last["tool_call_id"] == frame["tool_call_id"]
+            and last["offset"] + len(last["delta"]) == frame["offset"]
         ):
             last["delta"] += frame["delta"]
         else:
@@ -226,9 +227,11 @@ class Run:
         elif isinstance(event, ev.ToolCallDelta):
             call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
                 event.call_id, "")
+            offset = len(call.arguments)
             call.arguments += event.delta
             await self.emit({"type": "tool_call.delta", "message_id": mid,
-                             "tool_call_id": event.call_id, "delta": event.delta})
+                             "tool_call_id": event.call_id, "offset": offset,
+                             "delta": event.delta})
         elif isinstance(event, ev.ToolCallCompleted):
             call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
                 event.call_id, event.name)

@@ -1,0 +1,1432 @@
+// The chat page: websocket protocol v1 (docs/protocol.md), transcript rendering and the composer.
+//
+// Design rules, each from a failure peers ship (shared/reference/peers.md §3):
+// - The data model is updated synchronously on every frame and rendering never waits on
+//   requestAnimationFrame: background tabs pause rAF, and a reply must not stall there.
+// - Every (re)connect starts with `conversation.sync`, which replaces local state, so a dropped
+//   socket can leave nothing stale or doubled; deltas carry offsets so overlaps are dropped.
+// - Model output is untrusted: marked renders raw HTML as text, DOMPurify sanitizes the rest.
+
+import { Marked } from "../vendor/marked-18.2.1/marked.esm.js";
+import DOMPurify from "../vendor/dompurify-3.4.18/purify.es.mjs";
+import hljs from "../vendor/highlight.js-11.12.0/highlight.min.js";
+
+// ---- Tuning ------------------------------------------------------------------------------------
+
+// One re-render of a streaming message per 40 ms (25/s) is smoother than the eye needs and keeps
+// re-parsing a long markdown reply well under the frame budget.
+const RENDER_INTERVAL_MS = 40;
+// Proxies commonly drop sockets idle for 60 s or more; a ping every 25 s keeps them open.
+const PING_INTERVAL_MS = 25_000;
+// No frame for this long, with a ping outstanding: the socket is dead even if the browser
+// has not noticed (sleeping laptop, switched network).
+const IDLE_TIMEOUT_MS = 60_000;
+const PONG_GRACE_MS = 10_000;
+// A handshake that neither opens nor fails within this is abandoned.
+const CONNECT_TIMEOUT_MS = 20_000;
+// Watchdog period; browsers stretch it in background tabs, which the idle check tolerates.
+const WATCHDOG_TICK_MS = 5_000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
+// 0.5 + 1 + 2 + 4 + 8 + 10 s: about 25 s of failed attempts before saying "Offline".
+const OFFLINE_AFTER_FAILURES = 6;
+// 4403: not allowed (logged out); 4404: conversation gone. Not transient, so straight to the
+// slowest retry and "Offline"; still retried, since a re-login in another tab fixes 4403.
+const GONE_CLOSE_CODES = new Set([4403, 4404]);
+// Within this distance of the bottom, the transcript follows the stream.
+const FOLLOW_THRESHOLD_PX = 80;
+// The length counter appears once the message reaches this share of the limit.
+const COUNTER_FROM_RATIO = 0.8;
+const ERROR_VISIBLE_MS = 6_000;
+const COPIED_VISIBLE_MS = 1_500;
+// Finished code blocks are re-highlighted on every render of a streaming reply; caching them
+// leaves only the block still growing to highlight. Bounded so a long session stays small.
+const HIGHLIGHT_CACHE_ENTRIES = 200;
+const HIGHLIGHT_CACHE_MAX_CHARS = 50_000;
+// `error` codes that answer a `message.send` (as opposed to `run.cancel` or `interrupt.resume`).
+const SEND_ERROR_CODES = new Set(["bad_json", "unknown_type", "invalid", "too_large", "run_active", "not_found"]);
+
+// ---- Page hooks --------------------------------------------------------------------------------
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  layout: $("chat-layout"),
+  sidebar: $("sidebar"),
+  sidebarToggle: $("sidebar-toggle"),
+  sidebarBackdrop: $("sidebar-backdrop"),
+  title: $("conversation-title"),
+  agent: $("conversation-agent"),
+  archivedBadge: $("archived-badge"),
+  archiveForm: $("archive-form"),
+  archiveButton: $("archive-button"),
+  renamePanel: $("rename-panel"),
+  renameForm: $("rename-form"),
+  status: $("connection-status"),
+  banner: $("connection-banner"),
+  bannerText: $("connection-banner-text"),
+  transcript: $("transcript"),
+  jump: $("jump-latest"),
+  composer: $("composer"),
+  input: $("composer-input"),
+  hint: $("composer-hint"),
+  error: $("composer-error"),
+  counter: $("composer-counter"),
+  send: $("send-button"),
+  stop: $("stop-button"),
+};
+
+const initial = JSON.parse($("chat-initial").textContent);
+const locale = document.documentElement.lang || undefined;
+
+// ---- Strings (translated in the template) ----------------------------------------------------
+
+const strings = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+  offline_hint: "The server can't be reached. Still trying —",
+  gone_hint: "This conversation isn't available any more. Still trying —",
+  run_active_hint: "The agent is replying — press Stop to interrupt.",
+  sending_hint: "Sending…",
+  queued_hint: "Not connected — your message will be sent when the connection is back.",
+  awaiting_hint: "The agent is waiting for your answer above.",
+  too_long: "The message is too long.",
+  not_connected: "Not connected — try again in a moment.",
+  counter: "{count} / {max} characters",
+  you: "You",
+  system: "System",
+  tool: "Tool",
+  replying: "Replying…",
+  copy: "Copy",
+  copied: "Copied",
+  copy_failed: "Copy failed",
+  code: "code",
+  image: "Image",
+  retry: "Retry",
+  stopped: "Stopped",
+  sending: "Sending…",
+  tool_started: "Running…",
+  tool_completed: "Done",
+  tool_failed: "Failed",
+  arguments: "Arguments",
+  result: "Result",
+  no_result: "No result yet.",
+  reasoning: "Reasoning",
+  interrupt_title: "The agent needs your input",
+  answer_label: "Your answer",
+  send_answer: "Send answer",
+  answer_sent: "Answer sent.",
+  show_sidebar: "Show conversations",
+  hide_sidebar: "Hide conversations",
+};
+for (const el of $("chat-strings")?.content.querySelectorAll("[data-key]") ?? []) {
+  const text = el.textContent.trim();
+  if (text) strings[el.dataset.key] = text;
+}
+
+function t(key, vars) {
+  const text = strings[key] ?? key;
+  return vars ? text.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m)) : text;
+}
+
+const numberFormat = new Intl.NumberFormat(locale);
+const timeFormat = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" });
+
+// ---- Text helpers ------------------------------------------------------------------------------
+
+// The server counts Python code points; JS strings count UTF-16 units, which differ for
+// characters outside the BMP (emoji). Offsets and limits are compared in code points.
+function isHighSurrogate(c) { return c >= 0xd800 && c <= 0xdbff; }
+function isLowSurrogate(c) { return c >= 0xdc00 && c <= 0xdfff; }
+
+function codePointLength(s) {
+  let n = s.length;
+  for (let i = 0; i < s.length - 1; i++) {
+    if (isHighSurrogate(s.charCodeAt(i)) && isLowSurrogate(s.charCodeAt(i + 1))) {
+      n--;
+      i++;
+    }
+  }
+  return n;
+}
+
+// `s` without its first `count` code points.
+function dropCodePoints(s, count) {
+  let i = 0;
+  while (count > 0 && i < s.length) {
+    const pair = isHighSurrogate(s.charCodeAt(i)) && i + 1 < s.length && isLowSurrogate(s.charCodeAt(i + 1));
+    i += pair ? 2 : 1;
+    count--;
+  }
+  return s.slice(i);
+}
+
+const HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+function escapeHtml(s) {
+  return String(s).replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
+}
+
+function prettyJson(value) {
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value, null, 2);
+  } catch {
+    return String(value);
+  }
+}
+
+// Tool arguments stream as raw text; show them indented once they parse.
+function prettyArguments(text) {
+  if (!text) return "";
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+// crypto.randomUUID exists only in secure contexts; a plain-http deployment still needs ids.
+function newClientId() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function formatTime(iso) {
+  const date = iso ? new Date(iso) : null;
+  if (!date || Number.isNaN(date.getTime())) return null;
+  const today = new Date().toDateString() === date.toDateString();
+  return { short: today ? timeFormat.format(date) : dateTimeFormat.format(date), full: dateTimeFormat.format(date) };
+}
+
+// ---- Markdown ----------------------------------------------------------------------------------
+
+const highlightCache = new Map();
+
+function highlight(code, lang) {
+  const language = lang && hljs.getLanguage(lang) ? lang : null;
+  if (!language) return escapeHtml(code);
+  const cacheable = code.length <= HIGHLIGHT_CACHE_MAX_CHARS;
+  const key = `${language}\u0000${code}`;
+  if (cacheable && highlightCache.has(key)) {
+    const hit = highlightCache.get(key);
+    highlightCache.delete(key); // re-insert: Map order doubles as least-recently-used order
+    highlightCache.set(key, hit);
+    return hit;
+  }
+  let html;
+  try {
+    html = hljs.highlight(code, { language, ignoreIllegals: true }).value;
+  } catch {
+    html = escapeHtml(code);
+  }
+  if (cacheable) {
+    highlightCache.set(key, html);
+    if (highlightCache.size > HIGHLIGHT_CACHE_ENTRIES) highlightCache.delete(highlightCache.keys().next().value);
+  }
+  return html;
+}
+
+const markdown = new Marked({
+  gfm: true,
+  breaks: false,
+  renderer: {
+    // Raw HTML in model output is shown as text, never parsed: sanitizing it would still let
+    // a prompt-injected page restyle or overlay the chat.
+    html({ text, block }) {
+      return block ? `<p class="raw-html">${escapeHtml(text)}</p>` : escapeHtml(text);
+    },
+    // Images become links: an auto-loaded image URL is the classic way a prompt-injected
+    // reply leaks conversation data to a third party.
+    image({ href, text }) {
+      const label = `${t("image")}: ${text || href}`;
+      return `<a href="${escapeHtml(href)}">${escapeHtml(label)}</a>`;
+    },
+    // Task-list boxes as glyphs, so no form controls enter the transcript.
+    checkbox({ checked }) {
+      return checked ? "☑ " : "☐ ";
+    },
+    code({ text, lang }) {
+      const language = (lang || "").trim().split(/\s+/)[0].toLowerCase();
+      const cls = language ? ` class="hljs language-${escapeHtml(language)}"` : ' class="hljs"';
+      return `<pre><code${cls}>${highlight(text, language)}</code></pre>\n`;
+    },
+  },
+});
+
+const PURIFY_CONFIG = {
+  ALLOWED_TAGS: [
+    "a", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
+    "pre", "code", "span", "em", "strong", "del", "s", "sup", "sub",
+    "table", "thead", "tbody", "tr", "th", "td",
+  ],
+  ALLOWED_ATTR: ["href", "title", "class", "align", "start"],
+  ALLOW_DATA_ATTR: false,
+  RETURN_DOM_FRAGMENT: true,
+};
+
+// Links in replies open in a new tab and cannot reach back into this page.
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.nodeName === "A" && node.hasAttribute("href")) {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+});
+
+function renderMarkdown(text) {
+  let html;
+  try {
+    html = markdown.parse(text);
+  } catch {
+    const p = document.createElement("p");
+    p.className = "raw-html";
+    p.textContent = text;
+    const fragment = document.createDocumentFragment();
+    fragment.append(p);
+    return fragment;
+  }
+  const fragment = DOMPurify.sanitize(html, PURIFY_CONFIG);
+  for (const pre of fragment.querySelectorAll("pre")) decorateCodeBlock(pre);
+  return fragment;
+}
+
+// Wraps a sanitized <pre> in a frame with its language and a Copy button (built with DOM calls,
+// so nothing here goes through HTML parsing).
+function decorateCodeBlock(pre) {
+  const code = pre.querySelector("code");
+  const language = code ? [...code.classList].find((c) => c.startsWith("language-"))?.slice(9) : "";
+  const frame = document.createElement("div");
+  frame.className = "code-block";
+  const header = document.createElement("div");
+  header.className = "code-block-header";
+  const label = document.createElement("span");
+  label.className = "code-block-lang";
+  label.textContent = language || t("code");
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.className = "button button-link button-small copy-button";
+  copy.textContent = t("copy");
+  header.append(label, copy);
+  pre.replaceWith(frame);
+  frame.append(header, pre);
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // Permission denied or no focus: fall through to the selection-based copy.
+    }
+  }
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.style.position = "fixed";
+  area.style.top = "0";
+  area.style.opacity = "0";
+  document.body.append(area);
+  area.select();
+  let ok = false;
+  try {
+    ok = document.execCommand("copy");
+  } catch {
+    ok = false;
+  }
+  area.remove();
+  return ok;
+}
+
+// ---- State -------------------------------------------------------------------------------------
+
+const state = {
+  conversation: initial.conversation ?? {},
+  messages: [],
+  byId: new Map(),
+  // The one message the user sent that the server has not acknowledged yet:
+  // { clientId, content, sent }. Re-sent with the same client_id after a reconnect.
+  outbox: null,
+  connection: "connecting",
+  maxChars: Number(initial.user_message_max) || 32_000,
+  // Interrupts answered from this page since the last sync (their card shows "Answer sent").
+  answeredInterrupts: new Set(),
+  interruptDrafts: new Map(),
+  // Message id whose run the user asked to stop (Stop stays disabled until the run ends).
+  cancelRequestedFor: null,
+  // The type of the last frame sent that the server may reject with an `error` frame, and
+  // for `interrupt.resume` the interrupt it answered.
+  lastRequest: null,
+  lastInterruptId: null,
+};
+
+function normalizeMessage(raw) {
+  const content = typeof raw.content === "string" ? raw.content : "";
+  return {
+    ...raw,
+    content,
+    contentLength: codePointLength(content),
+    tool_calls: Array.isArray(raw.tool_calls) ? raw.tool_calls.map((c) => ({ ...c })) : [],
+    extra: raw.extra && typeof raw.extra === "object" ? { ...raw.extra } : {},
+  };
+}
+
+function optimisticMessage(outbox) {
+  return normalizeMessage({
+    id: `local:${outbox.clientId}`,
+    role: "user",
+    content: outbox.content,
+    status: "pending",
+    error: null,
+    client_id: outbox.clientId,
+    created_at: new Date().toISOString(),
+  });
+}
+
+function setMessages(list) {
+  state.messages = list;
+  state.byId = new Map(list.map((m) => [m.id, m]));
+}
+
+// Inserts or replaces a message: by id, else the optimistic copy with the same client_id.
+function upsertMessage(raw) {
+  const message = normalizeMessage(raw);
+  let index = state.messages.findIndex((m) => m.id === message.id);
+  if (index < 0 && message.client_id) {
+    index = state.messages.findIndex((m) => m.status === "pending" && m.client_id === message.client_id);
+  }
+  if (index >= 0) {
+    state.byId.delete(state.messages[index].id);
+    state.messages[index] = message;
+  } else {
+    state.messages.push(message);
+  }
+  state.byId.set(message.id, message);
+  if (state.outbox && message.client_id === state.outbox.clientId) state.outbox = null;
+  return message;
+}
+
+function isRunActive() {
+  return state.messages.some((m) => m.status === "streaming");
+}
+
+function activeRunMessage() {
+  return state.messages.find((m) => m.status === "streaming") ?? null;
+}
+
+function lastAssistantMessage() {
+  for (let i = state.messages.length - 1; i >= 0; i--) {
+    if (state.messages[i].role === "assistant") return state.messages[i];
+  }
+  return null;
+}
+
+function pendingInterrupt(message) {
+  const interrupt = message.extra?.pending_interrupt;
+  if (!interrupt || typeof interrupt !== "object" || !interrupt.id) return null;
+  // Only the newest reply can still be answered; older cards are history.
+  if (message !== lastAssistantMessage()) return null;
+  if (message.status !== "awaiting_input" && message.status !== "streaming") return null;
+  return interrupt;
+}
+
+function userMessageBefore(message) {
+  const index = state.messages.indexOf(message);
+  for (let i = index - 1; i >= 0; i--) {
+    if (state.messages[i].role === "user") return state.messages[i];
+  }
+  return null;
+}
+
+function applyDelta(message, offset, delta) {
+  if (!Number.isInteger(offset) || offset < 0) return false;
+  const have = message.contentLength;
+  const length = codePointLength(delta);
+  if (offset > have) return false; // a gap: something was missed
+  if (offset + length <= have) return true; // already have all of it (overlap after a sync)
+  message.content += offset < have ? dropCodePoints(delta, have - offset) : delta;
+  message.contentLength = offset + length;
+  return true;
+}
+
+function findToolCall(message, id, name) {
+  let call = message.tool_calls.find((c) => c.id === id);
+  if (!call) {
+    call = { id, name: name || "", arguments: "", result: null, status: "started" };
+    message.tool_calls.push(call);
+  }
+  return call;
+}
+
+// ---- Rendering ---------------------------------------------------------------------------------
+
+// One view per message id: the article and the parts updated in place, so open tool-call
+// cards, a half-typed interrupt answer and text selection elsewhere survive re-renders.
+const views = new Map();
+
+function createView(message) {
+  const el = document.createElement("article");
+  el.className = "message";
+  const meta = document.createElement("header");
+  meta.className = "message-meta";
+  const author = document.createElement("span");
+  author.className = "message-author";
+  const time = document.createElement("time");
+  time.className = "message-time";
+  meta.append(author, time);
+  const tools = document.createElement("div");
+  tools.className = "tool-calls";
+  const content = document.createElement("div");
+  content.className = "content";
+  const footer = document.createElement("div");
+  footer.className = "message-footer";
+  el.append(meta, tools, content, footer);
+  const view = {
+    el, author, time, tools, content, footer,
+    reasoning: null,
+    interrupt: null,
+    toolViews: new Map(),
+    rendered: { content: null, role: null, footer: null, interrupt: null, reasoning: null, time: null },
+    lastRenderAt: 0,
+    timer: null,
+  };
+  views.set(message.id, view);
+  return view;
+}
+
+function authorLabel(message) {
+  if (message.role === "user") return t("you");
+  if (message.role === "assistant") return state.conversation.agent_name || els.agent?.textContent || "";
+  return t(message.role);
+}
+
+function renderMessage(message, view) {
+  const { el } = view;
+  el.dataset.messageId = message.id;
+  el.dataset.role = message.role;
+  el.dataset.status = message.status;
+  if (message.client_id) el.dataset.clientId = message.client_id;
+  // A streaming reply is busy, so screen readers announce it once, complete.
+  el.setAttribute("aria-busy", message.status === "streaming" ? "true" : "false");
+
+  view.author.textContent = authorLabel(message);
+  if (view.rendered.time !== message.created_at) {
+    view.rendered.time = message.created_at;
+    const when = formatTime(message.created_at);
+    view.time.textContent = when ? when.short : "";
+    view.time.title = when ? when.full : "";
+    if (message.created_at) view.time.dateTime = message.created_at;
+  }
+
+  renderReasoning(message, view);
+  renderToolCalls(message, view);
+
+  if (view.rendered.content !== message.content || view.rendered.role !== message.role) {
+    if (message.role === "assistant") {
+      view.content.classList.add("markdown");
+      view.content.replaceChildren(renderMarkdown(message.content));
+    } else {
+      view.content.classList.remove("markdown");
+      view.content.textContent = message.content;
+    }
+    view.rendered.content = message.content;
+    view.rendered.role = message.role;
+  }
+
+  renderFooter(message, view);
+  renderInterrupt(message, view);
+  view.lastRenderAt = performance.now();
+}
+
+function renderReasoning(message, view) {
+  const text = typeof message.extra.reasoning === "string" ? message.extra.reasoning : "";
+  if (!text) {
+    view.reasoning?.remove();
+    view.reasoning = null;
+    view.rendered.reasoning = null;
+    return;
+  }
+  if (!view.reasoning) {
+    const details = document.createElement("details");
+    details.className = "reasoning";
+    const summary = document.createElement("summary");
+    summary.textContent = t("reasoning");
+    const body = document.createElement("div");
+    body.className = "reasoning-body";
+    details.append(summary, body);
+    view.el.insertBefore(details, view.tools);
+    view.reasoning = details;
+  }
+  if (view.rendered.reasoning !== text) {
+    view.reasoning.querySelector(".reasoning-body").textContent = text;
+    view.rendered.reasoning = text;
+  }
+}
+
+function renderToolCalls(message, view) {
+  const ids = new Set();
+  let previous = null;
+  for (const call of message.tool_calls) {
+    ids.add(call.id);
+    let tv = view.toolViews.get(call.id);
+    if (!tv) {
+      tv = createToolCallView(call.id);
+      view.toolViews.set(call.id, tv);
+    }
+    const expected = previous ? previous.nextElementSibling : view.tools.firstElementChild;
+    if (expected !== tv.el) view.tools.insertBefore(tv.el, expected);
+    updateToolCallView(tv, call);
+    previous = tv.el;
+  }
+  for (const [id, tv] of view.toolViews) {
+    if (!ids.has(id)) {
+      tv.el.remove();
+      view.toolViews.delete(id);
+    }
+  }
+}
+
+function createToolCallView(id) {
+  const el = document.createElement("details");
+  el.className = "tool-call";
+  el.dataset.toolCallId = id;
+  const summary = document.createElement("summary");
+  const name = document.createElement("span");
+  name.className = "tool-call-name";
+  const status = document.createElement("span");
+  status.className = "tool-call-status";
+  summary.append(name, status);
+  const body = document.createElement("div");
+  body.className = "tool-call-body";
+  const argsLabel = document.createElement("div");
+  argsLabel.className = "tool-call-label";
+  argsLabel.textContent = t("arguments");
+  const args = document.createElement("pre");
+  args.className = "tool-call-arguments";
+  const resultLabel = document.createElement("div");
+  resultLabel.className = "tool-call-label";
+  resultLabel.textContent = t("result");
+  const result = document.createElement("pre");
+  result.className = "tool-call-result";
+  body.append(argsLabel, args, resultLabel, result);
+  el.append(summary, body);
+  return { el, name, status, args, result, last: {} };
+}
+
+function updateToolCallView(tv, call) {
+  const status = call.status || "started";
+  const args = prettyArguments(call.arguments || "");
+  const hasResult = call.result !== null && call.result !== undefined;
+  const result = hasResult ? prettyJson(call.result) : t("no_result");
+  if (tv.last.status !== status) {
+    tv.el.dataset.status = status;
+    tv.status.textContent = strings[`tool_${status}`] ?? status;
+    tv.last.status = status;
+  }
+  if (tv.last.name !== call.name) {
+    tv.name.textContent = call.name || call.id;
+    tv.last.name = call.name;
+  }
+  if (tv.last.args !== args) {
+    tv.args.textContent = args;
+    tv.last.args = args;
+  }
+  if (tv.last.result !== result) {
+    tv.result.textContent = result;
+    tv.result.classList.toggle("is-empty", !hasResult);
+    tv.last.result = result;
+  }
+}
+
+function renderFooter(message, view) {
+  const previousUser = message.status === "failed" ? userMessageBefore(message) : null;
+  const key = JSON.stringify([message.status, message.error, Boolean(previousUser)]);
+  if (view.rendered.footer === key) return;
+  view.rendered.footer = key;
+  const parts = [];
+  if (message.status === "streaming") {
+    const indicator = document.createElement("div");
+    indicator.className = "streaming-indicator";
+    indicator.setAttribute("role", "img");
+    indicator.setAttribute("aria-label", t("replying"));
+    indicator.append(document.createElement("span"), document.createElement("span"), document.createElement("span"));
+    parts.push(indicator);
+  } else if (message.status === "failed") {
+    const box = document.createElement("div");
+    box.className = "message-error";
+    box.setAttribute("role", "alert");
+    const code = document.createElement("span");
+    code.className = "message-error-code";
+    code.textContent = message.error?.code || "error";
+    const text = document.createElement("span");
+    text.className = "message-error-text";
+    text.textContent = message.error?.message || "";
+    box.append(code, text);
+    if (previousUser) {
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "button button-small retry-button";
+      retry.textContent = t("retry");
+      retry.disabled = isComposerBusy();
+      box.append(retry);
+    }
+    parts.push(box);
+  } else if (message.status === "canceled") {
+    const note = document.createElement("p");
+    note.className = "message-note message-stopped";
+    note.textContent = t("stopped");
+    parts.push(note);
+  } else if (message.status === "pending") {
+    const note = document.createElement("p");
+    note.className = "message-note message-pending";
+    note.textContent = t("sending");
+    parts.push(note);
+  }
+  view.footer.replaceChildren(...parts);
+}
+
+function renderInterrupt(message, view) {
+  const interrupt = pendingInterrupt(message);
+  const answered = interrupt ? state.answeredInterrupts.has(interrupt.id) : false;
+  const key = interrupt ? JSON.stringify([interrupt.id, interrupt.reason, interrupt.payload, answered]) : null;
+  if (view.rendered.interrupt === key) return;
+  view.rendered.interrupt = key;
+  view.interrupt?.remove();
+  view.interrupt = null;
+  if (!interrupt) return;
+
+  const card = document.createElement("section");
+  card.className = "interrupt-card";
+  card.dataset.interruptId = interrupt.id;
+  const title = document.createElement("h3");
+  title.className = "interrupt-title";
+  title.textContent = t("interrupt_title");
+  card.append(title);
+  if (interrupt.reason) {
+    const reason = document.createElement("p");
+    reason.className = "interrupt-reason";
+    reason.textContent = String(interrupt.reason);
+    card.append(reason);
+  }
+  if (interrupt.payload !== null && interrupt.payload !== undefined && interrupt.payload !== "") {
+    const payload = document.createElement("pre");
+    payload.className = "interrupt-payload";
+    payload.textContent = prettyJson(interrupt.payload);
+    card.append(payload);
+  }
+  if (answered) {
+    const sent = document.createElement("p");
+    sent.className = "interrupt-sent";
+    sent.textContent = t("answer_sent");
+    card.append(sent);
+  } else {
+    const form = document.createElement("form");
+    form.className = "interrupt-form";
+    const fieldId = `interrupt-answer-${message.id}`;
+    const label = document.createElement("label");
+    label.htmlFor = fieldId;
+    label.textContent = t("answer_label");
+    const area = document.createElement("textarea");
+    area.id = fieldId;
+    area.className = "interrupt-answer";
+    area.rows = 3;
+    area.value = state.interruptDrafts.get(interrupt.id) ?? "";
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.className = "button button-primary interrupt-send";
+    button.textContent = t("send_answer");
+    form.append(label, area, button);
+    card.append(form);
+  }
+  view.el.append(card);
+  view.interrupt = card;
+}
+
+// Puts the DOM in the order of state.messages, creating and dropping views as needed.
+function renderTranscript() {
+  const wanted = new Set(state.messages.map((m) => m.id));
+  for (const [id, view] of views) {
+    if (!wanted.has(id)) {
+      clearTimeout(view.timer);
+      view.el.remove();
+      views.delete(id);
+    }
+  }
+  let previous = null;
+  for (const message of state.messages) {
+    const view = views.get(message.id) ?? createView(message);
+    clearTimeout(view.timer);
+    view.timer = null;
+    renderMessage(message, view);
+    const expected = previous ? previous.nextElementSibling : els.transcript.firstElementChild;
+    if (expected !== view.el) els.transcript.insertBefore(view.el, expected);
+    previous = view.el;
+  }
+  afterRender();
+}
+
+function renderNow(id) {
+  const message = state.byId.get(id);
+  const view = views.get(id);
+  if (!message || !view) {
+    renderTranscript();
+    return;
+  }
+  clearTimeout(view.timer);
+  view.timer = null;
+  renderMessage(message, view);
+  afterRender();
+}
+
+// At most one render per message per RENDER_INTERVAL_MS. The timer only covers the tail of a
+// burst: a frame arriving after the interval renders at once, so a background tab (where timers
+// are throttled to ~1/s) still shows every frame as it lands.
+function scheduleRender(id) {
+  const view = views.get(id);
+  if (!view) {
+    renderTranscript();
+    return;
+  }
+  const elapsed = performance.now() - view.lastRenderAt;
+  if (elapsed >= RENDER_INTERVAL_MS) {
+    renderNow(id);
+  } else if (!view.timer) {
+    view.timer = setTimeout(() => {
+      view.timer = null;
+      renderNow(id);
+    }, RENDER_INTERVAL_MS - elapsed);
+  }
+}
+
+function flushPendingRenders() {
+  for (const [id, view] of views) {
+    if (view.timer) renderNow(id);
+  }
+}
+
+function afterRender() {
+  updateComposer();
+  if (following) scrollToBottom();
+}
+
+// ---- Scrolling ---------------------------------------------------------------------------------
+
+let following = true;
+
+function distanceFromBottom() {
+  const box = els.transcript;
+  return box.scrollHeight - box.scrollTop - box.clientHeight;
+}
+
+function scrollToBottom() {
+  els.transcript.scrollTop = els.transcript.scrollHeight;
+}
+
+function setFollowing(value) {
+  following = value;
+  els.jump.hidden = value;
+}
+
+els.transcript.addEventListener("scroll", () => setFollowing(distanceFromBottom() <= FOLLOW_THRESHOLD_PX), { passive: true });
+els.jump.addEventListener("click", () => {
+  setFollowing(true);
+  scrollToBottom();
+});
+
+// ---- Conversation header -----------------------------------------------------------------------
+
+function updateConversation(conversation) {
+  if (!conversation || typeof conversation !== "object") return;
+  state.conversation = { ...state.conversation, ...conversation };
+  const c = state.conversation;
+  const title = c.display_title || c.title || els.title.textContent;
+  els.title.textContent = title;
+  document.title = `${title} · chatsite`;
+  for (const link of document.querySelectorAll(".conversation-link[data-conversation-id]")) {
+    if (link.dataset.conversationId === String(c.id)) {
+      const label = link.querySelector(".conversation-title");
+      if (label) label.textContent = title;
+    }
+  }
+  if (c.agent_name && els.agent) els.agent.textContent = c.agent_name;
+  if (typeof c.archived === "boolean") {
+    if (els.archivedBadge) els.archivedBadge.hidden = !c.archived;
+    const field = els.archiveForm?.querySelector('input[name="archived"]');
+    if (field) field.value = c.archived ? "0" : "1";
+    if (els.archiveButton) {
+      els.archiveButton.textContent = c.archived ? els.archiveButton.dataset.labelUnarchive : els.archiveButton.dataset.labelArchive;
+    }
+  }
+  // Keep the rename box in step unless the user is editing it.
+  const renameInput = els.renameForm?.querySelector('input[name="title"]');
+  if (renameInput && !els.renamePanel?.open && typeof c.title === "string") {
+    renameInput.value = c.title;
+    renameInput.placeholder = title;
+  }
+}
+
+// ---- Composer ----------------------------------------------------------------------------------
+
+let composerHadFocus = false;
+
+function isComposerBusy() {
+  return isRunActive() || state.outbox !== null;
+}
+
+function updateComposer() {
+  const running = isRunActive();
+  const busy = running || state.outbox !== null;
+  const text = els.input.value.trim();
+  const count = codePointLength(text);
+  const over = count > state.maxChars;
+
+  if (busy && !els.input.disabled) composerHadFocus = document.activeElement === els.input;
+  els.input.disabled = busy;
+  if (!busy && composerHadFocus) {
+    composerHadFocus = false;
+    els.input.focus();
+  }
+  els.send.disabled = busy || !text || over;
+
+  const active = activeRunMessage();
+  els.stop.hidden = !running;
+  els.stop.disabled = !running || (active !== null && state.cancelRequestedFor === active.id);
+
+  let hint = "";
+  if (running) hint = t("run_active_hint");
+  else if (state.outbox) hint = state.connection === "connected" ? t("sending_hint") : t("queued_hint");
+  else if (over) hint = t("too_long");
+  else {
+    const last = lastAssistantMessage();
+    if (last && pendingInterrupt(last) && !state.answeredInterrupts.has(pendingInterrupt(last).id)) hint = t("awaiting_hint");
+  }
+  if (els.hint.textContent !== hint) els.hint.textContent = hint;
+
+  const showCounter = count >= state.maxChars * COUNTER_FROM_RATIO;
+  els.counter.hidden = !showCounter;
+  if (showCounter) {
+    els.counter.textContent = t("counter", { count: numberFormat.format(count), max: numberFormat.format(state.maxChars) });
+    els.counter.classList.toggle("is-over", over);
+  }
+
+  for (const button of els.transcript.querySelectorAll(".retry-button")) button.disabled = busy;
+}
+
+function autoResize() {
+  els.input.style.height = "auto";
+  els.input.style.height = `${els.input.scrollHeight + 2}px`;
+}
+
+let errorTimer = null;
+
+function showError(text) {
+  els.error.textContent = text;
+  els.error.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => {
+    els.error.hidden = true;
+  }, ERROR_VISIBLE_MS);
+}
+
+// Returns true when the message was accepted locally (shown and sent, or queued).
+function sendMessage(content) {
+  const text = content.trim();
+  if (!text || isComposerBusy()) return false;
+  if (codePointLength(text) > state.maxChars) {
+    showError(t("too_long"));
+    return false;
+  }
+  state.outbox = { clientId: newClientId(), content: text, sent: false };
+  const local = optimisticMessage(state.outbox);
+  state.messages.push(local);
+  state.byId.set(local.id, local);
+  setFollowing(true);
+  renderTranscript();
+  flushOutbox();
+  return true;
+}
+
+// Sends the pending message once the socket is synced; the same client_id makes a repeat
+// harmless if the first copy did reach the server before the connection dropped.
+function flushOutbox() {
+  if (!state.outbox || !conn.synced) return;
+  const sent = sendFrame({ type: "message.send", content: state.outbox.content, client_id: state.outbox.clientId });
+  if (sent) {
+    state.outbox.sent = true;
+    state.lastRequest = "message.send";
+  }
+  updateComposer();
+}
+
+// A rejected send: take the optimistic copy back out and return the text to the composer.
+function rollBackOutbox() {
+  const { clientId, content } = state.outbox;
+  state.outbox = null;
+  setMessages(state.messages.filter((m) => !(m.status === "pending" && m.client_id === clientId)));
+  renderTranscript();
+  if (!els.input.value.trim()) {
+    els.input.value = content;
+    autoResize();
+  }
+  updateComposer();
+}
+
+els.composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (sendMessage(els.input.value)) {
+    els.input.value = "";
+    autoResize();
+  }
+  updateComposer();
+});
+
+els.input.addEventListener("keydown", (event) => {
+  // isComposing / 229: Enter that confirms an IME composition (Japanese, Chinese...) must not send.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    event.preventDefault();
+    els.composer.requestSubmit();
+  }
+});
+
+els.input.addEventListener("input", () => {
+  autoResize();
+  updateComposer();
+});
+
+els.stop.addEventListener("click", () => {
+  const active = activeRunMessage();
+  if (!sendFrame({ type: "run.cancel" })) {
+    showError(t("not_connected"));
+    return;
+  }
+  state.lastRequest = "run.cancel";
+  state.cancelRequestedFor = active?.id ?? null;
+  updateComposer();
+});
+
+// Delegated handlers for controls inside messages (rebuilt on render, so no per-node listeners).
+els.transcript.addEventListener("click", async (event) => {
+  const copy = event.target.closest(".copy-button");
+  if (copy) {
+    const code = copy.closest(".code-block")?.querySelector("pre code, pre");
+    const ok = await copyText(code ? code.textContent : "");
+    copy.textContent = ok ? t("copied") : t("copy_failed");
+    setTimeout(() => {
+      copy.textContent = t("copy");
+    }, COPIED_VISIBLE_MS);
+    return;
+  }
+  const retry = event.target.closest(".retry-button");
+  if (retry) {
+    const message = state.byId.get(retry.closest(".message")?.dataset.messageId);
+    const previousUser = message ? userMessageBefore(message) : null;
+    if (previousUser) sendMessage(previousUser.content);
+  }
+});
+
+els.transcript.addEventListener("input", (event) => {
+  const area = event.target.closest(".interrupt-answer");
+  const card = area?.closest(".interrupt-card");
+  if (card) state.interruptDrafts.set(card.dataset.interruptId, area.value);
+});
+
+els.transcript.addEventListener("submit", (event) => {
+  const form = event.target.closest(".interrupt-form");
+  if (!form) return;
+  event.preventDefault();
+  const card = form.closest(".interrupt-card");
+  const interruptId = card.dataset.interruptId;
+  const answer = form.querySelector(".interrupt-answer").value;
+  if (!sendFrame({ type: "interrupt.resume", interrupt_id: interruptId, payload: answer })) {
+    showError(t("not_connected"));
+    return;
+  }
+  state.lastRequest = "interrupt.resume";
+  state.lastInterruptId = interruptId;
+  state.answeredInterrupts.add(interruptId);
+  state.interruptDrafts.delete(interruptId);
+  const id = card.closest(".message")?.dataset.messageId;
+  if (id) renderNow(id);
+});
+
+// ---- Sidebar drawer (phones) -------------------------------------------------------------------
+
+function setSidebarOpen(open) {
+  els.layout.classList.toggle("sidebar-open", open);
+  els.sidebarToggle.setAttribute("aria-expanded", String(open));
+  els.sidebarToggle.title = open ? t("hide_sidebar") : t("show_sidebar");
+  els.sidebarBackdrop.hidden = !open;
+  if (open) els.sidebar.querySelector("a, input, button")?.focus();
+}
+
+els.sidebarToggle?.addEventListener("click", () => setSidebarOpen(!els.layout.classList.contains("sidebar-open")));
+els.sidebarBackdrop?.addEventListener("click", () => setSidebarOpen(false));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && els.layout.classList.contains("sidebar-open")) {
+    setSidebarOpen(false);
+    els.sidebarToggle.focus();
+  }
+});
+
+// ---- Connection --------------------------------------------------------------------------------
+
+const socketUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${initial.ws_path}`;
+
+const conn = {
+  ws: null,
+  // Bumped for every socket; events from an older socket are ignored.
+  generation: 0,
+  // Consecutive attempts that ended without a sync.
+  failures: 0,
+  gone: false,
+  opened: false,
+  synced: false,
+  startedAt: 0,
+  lastFrameAt: 0,
+  lastPingAt: 0,
+  retryTimer: null,
+  retryAt: 0,
+  stopped: false,
+};
+
+function setConnection(kind) {
+  state.connection = kind;
+  els.status.dataset.state = kind;
+  els.status.textContent = t(kind);
+  const offline = kind === "offline";
+  els.banner.hidden = !offline;
+  if (offline) els.bannerText.textContent = conn.gone ? t("gone_hint") : t("offline_hint");
+  updateComposer();
+}
+
+function connect() {
+  clearTimeout(conn.retryTimer);
+  conn.retryTimer = null;
+  if (conn.stopped) return;
+  const generation = ++conn.generation;
+  conn.opened = false;
+  conn.synced = false;
+  conn.startedAt = Date.now();
+  let ws;
+  try {
+    ws = new WebSocket(socketUrl);
+  } catch {
+    onSocketClosed(1006);
+    return;
+  }
+  conn.ws = ws;
+  ws.addEventListener("open", () => {
+    if (generation !== conn.generation) return;
+    conn.opened = true;
+    conn.lastFrameAt = Date.now();
+    conn.lastPingAt = conn.lastFrameAt;
+  });
+  ws.addEventListener("message", (event) => {
+    if (generation !== conn.generation) return;
+    conn.lastFrameAt = Date.now();
+    handleFrameText(event.data);
+  });
+  // "error" is always followed by "close", which is where the retry is scheduled.
+  ws.addEventListener("close", (event) => {
+    if (generation !== conn.generation) return;
+    onSocketClosed(event.code);
+  });
+}
+
+function onSocketClosed(code) {
+  conn.ws = null;
+  conn.synced = false;
+  conn.failures += 1;
+  if (GONE_CLOSE_CODES.has(code)) conn.gone = true;
+  scheduleReconnect();
+}
+
+function backoffDelay() {
+  if (conn.gone) return BACKOFF_MAX_MS;
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, conn.failures - 1));
+  // ±25% jitter spreads out the tabs that a server restart disconnected all at once.
+  return Math.min(BACKOFF_MAX_MS, Math.round(base * (0.75 + Math.random() * 0.5)));
+}
+
+function scheduleReconnect(delay = backoffDelay()) {
+  if (conn.stopped) return;
+  setConnection(conn.gone || conn.failures >= OFFLINE_AFTER_FAILURES ? "offline" : "reconnecting");
+  clearTimeout(conn.retryTimer);
+  conn.retryAt = Date.now() + delay;
+  conn.retryTimer = setTimeout(connect, delay);
+}
+
+// Drops the current socket at once (without waiting for a closing handshake a dead network
+// would never finish) and reconnects; the sync frame then repairs the state.
+function restart(reason) {
+  const ws = conn.ws;
+  conn.generation++;
+  conn.ws = null;
+  conn.synced = false;
+  if (ws) {
+    try {
+      ws.close(4000, reason);
+    } catch {
+      // Already closing.
+    }
+  }
+  scheduleReconnect(Math.round(BACKOFF_BASE_MS * (0.75 + Math.random() * 0.5)));
+}
+
+function sendFrame(frame) {
+  const ws = conn.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(JSON.stringify(frame));
+  return true;
+}
+
+function watchdog() {
+  const ws = conn.ws;
+  const now = Date.now();
+  if (!ws) {
+    // A retry timer that background throttling made overdue: do it now.
+    if (conn.retryTimer && now > conn.retryAt + WATCHDOG_TICK_MS) connect();
+    return;
+  }
+  if (ws.readyState === WebSocket.CONNECTING) {
+    if (now - conn.startedAt > CONNECT_TIMEOUT_MS) restart("connect timeout");
+    return;
+  }
+  if (ws.readyState !== WebSocket.OPEN) return;
+  // Dead only if a ping went unanswered: in a throttled background tab this tick itself may
+  // come a minute late, which alone proves nothing.
+  if (now - conn.lastFrameAt > IDLE_TIMEOUT_MS && conn.lastPingAt > conn.lastFrameAt && now - conn.lastPingAt > PONG_GRACE_MS) {
+    restart("idle");
+    return;
+  }
+  if (now - conn.lastPingAt >= PING_INTERVAL_MS) {
+    if (sendFrame({ type: "ping" })) conn.lastPingAt = now;
+  }
+}
+
+// ---- Frames ------------------------------------------------------------------------------------
+
+function handleFrameText(text) {
+  let frame;
+  try {
+    frame = JSON.parse(text);
+  } catch {
+    return;
+  }
+  if (!frame || typeof frame.type !== "string") return;
+  const handler = FRAME_HANDLERS[frame.type];
+  if (handler) handler(frame);
+}
+
+// A frame about a message this page never saw means frames were missed: resync.
+function messageFor(frame) {
+  const message = state.byId.get(frame.message_id);
+  if (!message) restart("unknown message");
+  return message;
+}
+
+const FRAME_HANDLERS = {
+  "conversation.sync"(frame) {
+    const messages = (frame.messages ?? []).map(normalizeMessage);
+    const run = frame.active_run;
+    if (run && run.message_id) {
+      const message = messages.find((m) => m.id === run.message_id);
+      if (message) {
+        message.content = typeof run.content === "string" ? run.content : message.content;
+        message.contentLength = codePointLength(message.content);
+        if (Array.isArray(run.tool_calls) && run.tool_calls.length) message.tool_calls = run.tool_calls.map((c) => ({ ...c }));
+        if (run.status) message.status = run.status;
+      }
+    }
+    // An unacknowledged send stays on screen (and is re-sent below) unless the server has it.
+    if (state.outbox) {
+      if (messages.some((m) => m.client_id === state.outbox.clientId)) state.outbox = null;
+      else messages.push(optimisticMessage(state.outbox));
+    }
+    setMessages(messages);
+    state.answeredInterrupts.clear();
+    state.cancelRequestedFor = null;
+    updateConversation(frame.conversation);
+    conn.synced = true;
+    conn.failures = 0;
+    conn.gone = false;
+    setConnection("connected");
+    renderTranscript();
+    flushOutbox();
+  },
+
+  "message.created"(frame) {
+    if (!frame.message) return;
+    upsertMessage(frame.message);
+    renderTranscript();
+  },
+
+  "message.delta"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    if (!applyDelta(message, Number(frame.offset), String(frame.delta ?? ""))) {
+      restart("gap");
+      return;
+    }
+    scheduleRender(message.id);
+  },
+
+  "reasoning.delta"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    message.extra.reasoning = (typeof message.extra.reasoning === "string" ? message.extra.reasoning : "") + String(frame.delta ?? "");
+    scheduleRender(message.id);
+  },
+
+  "tool_call.started"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    const call = findToolCall(message, frame.tool_call_id, frame.name);
+    if (frame.name) call.name = frame.name;
+    scheduleRender(message.id);
+  },
+
+  "tool_call.delta"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    const call = findToolCall(message, frame.tool_call_id);
+    const delta = String(frame.delta ?? "");
+    if (Number.isInteger(frame.offset)) {
+      // Same splice rule as message text: drop what a sync already gave us. A gap is left for
+      // tool_call.completed, which carries the full arguments.
+      const have = codePointLength(call.arguments);
+      const length = codePointLength(delta);
+      if (frame.offset <= have && frame.offset + length > have) {
+        call.arguments += dropCodePoints(delta, have - frame.offset);
+      }
+    } else {
+      call.arguments += delta;
+    }
+    scheduleRender(message.id);
+  },
+
+  "tool_call.completed"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    const call = findToolCall(message, frame.tool_call_id, frame.name);
+    if (frame.name) call.name = frame.name;
+    if (typeof frame.arguments === "string") call.arguments = frame.arguments;
+    if (call.status !== "failed") call.status = "completed";
+    scheduleRender(message.id);
+  },
+
+  "tool_call.result"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    findToolCall(message, frame.tool_call_id).result = frame.result ?? null;
+    scheduleRender(message.id);
+  },
+
+  "interrupt.requested"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    message.extra.pending_interrupt = { id: frame.interrupt_id, reason: frame.reason, payload: frame.payload };
+    renderNow(message.id);
+  },
+
+  "message.completed"(frame) { finishMessage(frame); },
+  "message.failed"(frame) { finishMessage(frame); },
+  "message.canceled"(frame) { finishMessage(frame); },
+
+  "conversation.updated"(frame) {
+    updateConversation(frame.conversation);
+  },
+
+  error(frame) {
+    const code = String(frame.code ?? "error");
+    showError(frame.message ? `${frame.message} (${code})` : code);
+    els.error.dataset.code = code;
+    if (state.lastRequest === "message.send" && state.outbox?.sent && SEND_ERROR_CODES.has(code)) {
+      rollBackOutbox();
+    } else if (state.lastRequest === "interrupt.resume" && state.lastInterruptId) {
+      // The answer was refused: let the user answer again.
+      state.answeredInterrupts.delete(state.lastInterruptId);
+      renderTranscript();
+    } else if (state.lastRequest === "run.cancel") {
+      state.cancelRequestedFor = null;
+      updateComposer();
+    }
+    state.lastRequest = null;
+  },
+
+  pong() {
+    // Receiving it is the point: conn.lastFrameAt moved.
+  },
+};
+
+// Terminal frames carry the whole message: replace it and render at once, whatever the timer.
+function finishMessage(frame) {
+  if (!frame.message) return;
+  const message = upsertMessage(frame.message);
+  if (state.cancelRequestedFor === message.id) state.cancelRequestedFor = null;
+  if (views.has(message.id)) renderNow(message.id);
+  else renderTranscript();
+  // A failed reply's Retry depends on the composer state; the footer above was built first.
+  updateComposer();
+}
+
+// ---- Page lifecycle ----------------------------------------------------------------------------
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible") return;
+  flushPendingRenders();
+  if (following) scrollToBottom();
+  watchdog();
+});
+
+window.addEventListener("online", () => {
+  if (!conn.ws) {
+    conn.failures = Math.min(conn.failures, 1);
+    connect();
+  }
+});
+
+// Close cleanly when leaving so the page can enter the back/forward cache, and reconnect if it
+// comes back from there.
+window.addEventListener("pagehide", () => {
+  conn.stopped = true;
+  clearTimeout(conn.retryTimer);
+  const ws = conn.ws;
+  conn.generation++;
+  conn.ws = null;
+  ws?.close(1000, "page hidden");
+});
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  conn.stopped = false;
+  conn.failures = 0;
+  setConnection("reconnecting");
+  connect();
+});
+
+// ---- Start -------------------------------------------------------------------------------------
+
+els.transcript.replaceChildren(); // drop the <noscript> note
+setMessages((initial.messages ?? []).map(normalizeMessage));
+updateConversation(initial.conversation);
+renderTranscript();
+scrollToBottom();
+els.input.disabled = false;
+autoResize();
+setConnection("connecting");
+connect();
+setInterval(watchdog, WATCHDOG_TICK_MS);
+
+window.chatsite = {
+  state,
+  get socket() {
+    return conn.ws;
+  },
+  // For tests and debugging: drop the socket and resync.
+  reconnect: () => restart("manual"),
+};
