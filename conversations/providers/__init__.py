@@ -7,9 +7,10 @@ from conversations.providers.base import Provider, Timeouts
 
 def _registry() -> dict[str, type[Provider]]:
     from conversations.providers.demo import DemoProvider
+    from conversations.providers.loop import LoopProvider
     from conversations.providers.openai import OpenAIProvider
 
-    return {cls.kind: cls for cls in (DemoProvider, OpenAIProvider)}
+    return {cls.kind: cls for cls in (DemoProvider, OpenAIProvider, LoopProvider)}
 
 
 def provider_kinds() -> list[str]:
