@@ -7,10 +7,11 @@ from conversations.providers.base import Provider, Timeouts
 
 def _registry() -> dict[str, type[Provider]]:
     from conversations.providers.demo import DemoProvider
+    from conversations.providers.dimedove import DimedoveProvider
     from conversations.providers.loop import LoopProvider
     from conversations.providers.openai import OpenAIProvider
 
-    return {cls.kind: cls for cls in (DemoProvider, OpenAIProvider, LoopProvider)}
+    return {cls.kind: cls for cls in (DemoProvider, OpenAIProvider, DimedoveProvider, LoopProvider)}
 
 
 def provider_kinds() -> list[str]:
