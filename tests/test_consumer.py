@@ -336,3 +336,46 @@ async def test_it_reports_a_failing_agent_and_accepts_the_next_message(
     assert (await sock.recv_until("message.completed"))[-1]["message"]["status"] == "completed"
     await wait_for_no_runs()
     await sock.close()
+
+
+async def test_it_pauses_for_an_interrupt_and_resumes_with_the_answer(
+    alice_client: Client, conversation: Any
+):
+    _, sock = await open_socket(alice_client, conversation.id)
+    await sock.send({"type": "message.send", "content": "refund needs approval"})
+    frames = await sock.recv_until("message.completed")
+    asked = next(f for f in frames if f["type"] == "interrupt.requested")
+    assert asked["reason"] == "approval"
+    assert asked["payload"]["options"] == ["approve", "reject"]
+    paused = frames[-1]["message"]
+    assert paused["status"] == "awaiting_input"
+    assert paused["extra"]["pending_interrupt"]["id"] == asked["interrupt_id"]
+    await wait_for_no_runs()
+    await sock.send({"type": "interrupt.resume", "interrupt_id": "stale", "payload": "approve"})
+    assert (await sock.recv())["code"] == "no_interrupt"
+    await sock.send({"type": "interrupt.resume", "interrupt_id": asked["interrupt_id"],
+                     "payload": "approve"})
+    frames = await sock.recv_until("message.completed")
+    created = [f["message"] for f in frames if f["type"] == "message.created"]
+    assert [(m["role"], m["content"]) for m in created] == [("user", "approve"),
+                                                             ("assistant", "")]
+    final = frames[-1]["message"]
+    assert final["status"] == "completed" and "49.99 CAD** is on its way" in final["content"]
+    await wait_for_no_runs()
+    await sock.send({"type": "interrupt.resume", "interrupt_id": asked["interrupt_id"],
+                     "payload": "approve"})
+    assert (await sock.recv())["code"] == "no_interrupt"  # answered once, never twice
+    stored = await db(lambda: list(Message.objects.filter(conversation=conversation)
+                                   .values_list("role", "status")))()
+    assert stored == [("user", "completed"), ("assistant", "completed"),
+                      ("user", "completed"), ("assistant", "completed")]
+    await sock.close()
+
+
+async def test_it_closes_sockets_when_the_conversation_is_deleted(
+    alice_client: Client, conversation: Any
+):
+    _, sock = await open_socket(alice_client, conversation.id)
+    response = await db(alice_client.post)(f"/c/{conversation.id}/delete")
+    assert response.status_code == 302
+    assert (await sock.comm.receive_output(timeout=5))["type"] == "websocket.close"

@@ -127,3 +127,22 @@ async def test_it_paces_deltas_and_stops_at_once_when_cancelled() -> None:
     assert 4 <= count_at_cancel <= 14  # ~40 deltas/s for 0.3 s
     assert len(received) == count_at_cancel
     assert not any(isinstance(e, RunCompleted | RunFailed) for e in received)
+
+
+async def test_it_asks_for_approval_and_continues_after_the_answer():
+    from conversations.events import InterruptRequested
+
+    agent = AgentConfig(slug="demo", provider="demo", options={"delay": 0})
+    provider = DemoProvider()
+    events = [e async for e in provider.stream(RunRequest(agent, "c", "needs approval please"))]
+    interrupt = events[-1]
+    assert isinstance(interrupt, InterruptRequested)
+    assert interrupt.reason == "approval"
+    assert interrupt.payload["options"] == ["approve", "reject"]
+    resume = {"interrupt_id": interrupt.interrupt_id, "payload": "approve", "reason": "approval",
+              "vendor_data": {}}
+    after = [e async for e in DemoProvider().stream(
+        RunRequest(agent, "c", "approve", resume=resume))]
+    text = "".join(e.text for e in after if isinstance(e, TextDelta))
+    assert "You answered: *approve*" in text and "49.99 CAD** is on its way" in text
+    assert isinstance(after[-1], RunCompleted)

@@ -1,7 +1,8 @@
 """The demo agent: no network, no key. It streams a markdown reply at a model's pace so the whole
 product (streaming, stop, reload mid-stream, tool calls, failures) can be tried on a fresh clone.
 
-Say "tool" to get a tool call before the text; say "fail-demo" to get a failed run.
+Say "tool" to get a tool call before the text; say "fail-demo" to get a failed run; say
+"approval" to get an interrupt that waits for the user's approve / reject answer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from conversations.events import (
     ErrorCode,
+    InterruptRequested,
     ProviderEvent,
     RunCompleted,
     RunFailed,
@@ -33,6 +35,12 @@ MAX_QUOTE_CHARS = 280
 MAX_DELTA_CHARS = 8
 
 FAIL_WORD = re.compile(r"(?<![\w-])fail-demo(?![\w-])", re.IGNORECASE)
+APPROVAL_WORD = re.compile(r"\bapproval\b", re.IGNORECASE)
+APPROVAL_INTRO = "Before I refund order **A-1042** I need a human to approve it.\n"
+APPROVAL_PAYLOAD = {
+    "question": "Refund 49.99 CAD for order A-1042?",
+    "options": ["approve", "reject"],
+}
 
 TOOL_NAME = "lookup_order"
 TOOL_ARGUMENTS = {"order_id": "A-1042", "fields": ["status", "carrier", "eta"]}
@@ -93,6 +101,18 @@ class DemoProvider(Provider):
         if isinstance(delay, (int, float)) and not isinstance(delay, bool) and 0 <= delay <= 1:
             self.delay = float(delay)
         message = request.message
+        if request.resume is not None:
+            async for event in self._resumed(request):
+                yield event
+            return
+        if APPROVAL_WORD.search(message):
+            for piece in _pieces(APPROVAL_INTRO):
+                await asyncio.sleep(self.delay)
+                yield TextDelta(piece)
+            yield InterruptRequested(
+                f"int_demo_{uuid.uuid4().hex[:12]}", "approval", dict(APPROVAL_PAYLOAD)
+            )
+            return
         if FAIL_WORD.search(message):
             for piece in _pieces(FAIL_REPLY):
                 await asyncio.sleep(self.delay)
@@ -112,6 +132,21 @@ class DemoProvider(Provider):
         prompt_words = len(message.split()) + sum(len(t.content.split()) for t in request.history)
         completion_words = len(reply.split())
         yield Usage(prompt_words, completion_words, prompt_words + completion_words)
+        yield RunCompleted("stop")
+
+    async def _resumed(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
+        assert request.resume is not None
+        answer = request.resume.get("payload")
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        approved = text.strip().lower().startswith(("approve", "yes", "ok"))
+        reply = (
+            f"You answered: *{text.strip()[:MAX_QUOTE_CHARS]}*.\n\n"
+            + ("The refund of **49.99 CAD** is on its way." if approved
+               else "Understood: no refund was made.")
+        )
+        for piece in _pieces(reply):
+            await asyncio.sleep(self.delay)
+            yield TextDelta(piece)
         yield RunCompleted("stop")
 
     async def _tool_call(self) -> AsyncIterator[ProviderEvent]:
