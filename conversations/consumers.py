@@ -42,6 +42,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         self.conversation_id = str(conversation.id)
         self.group = conversation_group(self.conversation_id)
+        relay.ensure_reaper()
         # Join before taking the snapshot: a batch published in between overlaps the snapshot
         # (the client drops it by offset) rather than leaving a gap.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -144,13 +145,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.close(code=4404)
 
     async def _sync_frame(self) -> dict[str, Any]:
-        run = relay.local_run(self.conversation_id)
-        # Snapshot the live run first (synchronously, no await in between) so the text is at
-        # least as new as anything the group has published.
-        active = run.snapshot() if run is not None else None
         conversation, messages, stored = await database_sync_to_async(self._load)()
+        # The live text, taken after joining the group: anything published since is delivered
+        # after this frame and overlaps it (dropped by offset), so there is no gap.
+        run = relay.local_run(self.conversation_id)
+        active = run.snapshot() if run is not None else None
         if active is None and stored is not None:
-            active = stored
+            live = await relay.remote_snapshot(self.conversation_id)
+            active = live if live and live.get("message_id") == stored["message_id"] else stored
         return {"type": "conversation.sync", "conversation": conversation,
                 "messages": messages, "active_run": active}
 

@@ -40,6 +40,15 @@ logger = logging.getLogger(__name__)
 
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Retry bounds of a run's control listener during a channel-layer outage: quick enough to
+# honour a "stop" soon after Redis is back, slow enough not to spin while it is down.
+CONTROL_RETRY_MIN = 0.5
+CONTROL_RETRY_MAX = 5.0
+# How long a socket syncing mid-reply waits for the live text from the process running it
+# (another server). A healthy layer answers in ~1 ms; past this the stored copy (<= ~1 s old)
+# is used and the client fills the rest from the live batches, or resyncs on a gap.
+SNAPSHOT_TIMEOUT = 1.0
+
 TERMINAL_FRAME = {
     Message.Status.COMPLETED: "message.completed",
     Message.Status.AWAITING_INPUT: "message.completed",
@@ -289,18 +298,44 @@ class Run:
                 logger.warning("flush of %s failed; will retry", self.message_id, exc_info=True)
 
     async def _listen_for_control(self) -> None:
+        """Serve cancel and snapshot requests from sockets in any process.
+
+        A channel-layer outage (Redis restarting) must not end the run: the owner socket still
+        streams and the text is still persisted, so the listener retries with backoff (0.5 s
+        doubling to 5 s) and re-joins the group, which a restarted Redis has forgotten.
+        """
         layer = self.relay.layer
-        channel = await layer.new_channel("relay.")
         group = control_group(self.conversation_id)
-        await layer.group_add(group, channel)
+        backoff = CONTROL_RETRY_MIN
+        channel = ""
         try:
             while True:
-                msg = await layer.receive(channel)
-                if msg.get("type") == "run.cancel":
+                try:
+                    if not channel:
+                        channel = await layer.new_channel("relay.")
+                        await layer.group_add(group, channel)
+                    msg = await layer.receive(channel)
+                    backoff = CONTROL_RETRY_MIN
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("control listener of %s: channel layer error; retrying",
+                                   self.message_id, exc_info=True)
+                    channel = ""
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, CONTROL_RETRY_MAX)
+                    continue
+                kind = msg.get("type")
+                if kind == "run.cancel":
                     self.cancel()
+                elif kind == "run.snapshot" and isinstance(msg.get("reply_to"), str):
+                    with contextlib.suppress(Exception):
+                        await layer.send(msg["reply_to"],
+                                         {"type": "run.snapshot", "snapshot": self.snapshot()})
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(layer.group_discard(group, channel))
+            if channel:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(layer.group_discard(group, channel))
 
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
@@ -347,6 +382,7 @@ class Relay:
 
     def __init__(self) -> None:
         self.runs: dict[str, Run] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
     @property
     def layer(self) -> Any:
@@ -392,6 +428,45 @@ class Relay:
 
     def local_run(self, conversation_id: UUID | str) -> Run | None:
         return self.runs.get(str(conversation_id))
+
+    async def remote_snapshot(self, conversation_id: UUID | str) -> dict[str, Any] | None:
+        """The live text of a reply running in another process, or None if nobody answers."""
+        layer = self.layer
+        try:
+            reply_to = await layer.new_channel("snapshot.")
+            await layer.group_send(control_group(conversation_id),
+                                   {"type": "run.snapshot", "reply_to": reply_to})
+            msg = await asyncio.wait_for(layer.receive(reply_to), SNAPSHOT_TIMEOUT)
+        except TimeoutError:
+            return None
+        except Exception:
+            logger.warning("snapshot request for %s failed", conversation_id, exc_info=True)
+            return None
+        snapshot = msg.get("snapshot")
+        return snapshot if isinstance(snapshot, dict) else None
+
+    def ensure_reaper(self) -> None:
+        """Start this process's reaper once (lazily: there is no ASGI lifespan in Daphne)."""
+        if settings.RELAY_REAP_INTERVAL <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        if self._reaper is None or self._reaper.done() or self._reaper.get_loop() is not loop:
+            self._reaper = loop.create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        reap = database_sync_to_async(services.reap_orphaned_runs)
+        while True:
+            await asyncio.sleep(settings.RELAY_REAP_INTERVAL)
+            try:
+                reaped = await reap()
+                for message in reaped:
+                    await self.layer.group_send(
+                        conversation_group(message["conversation_id"]),
+                        {"type": "relay.frames", "skip": None,
+                         "frames": [message_frame("message.failed", message["message"])]},
+                    )
+            except Exception:
+                logger.warning("reaper pass failed; will retry", exc_info=True)
 
     async def cancel(self, conversation_id: UUID | str) -> None:
         """Stop the conversation's run wherever it runs (this process or another)."""

@@ -49,8 +49,8 @@ EXTERNAL_USER_ID_MAX_CHARS = 255
 # -updated_at) index.
 PAGE_SIZE = 30
 # A streaming message whose heartbeat is older than this belongs to a dead process. The relay
-# touches the heartbeat every flush (~1 s); 30 s tolerates long GC or DB stalls.
-ORPHAN_AFTER = timedelta(seconds=30)
+# touches the heartbeat every flush (~1 s); 15 missed flushes tolerate long GC or DB stalls.
+ORPHAN_AFTER = timedelta(seconds=15)
 
 
 class InvalidInput(Exception):
@@ -520,26 +520,38 @@ def set_vendor_conversation_id(conversation_id: UUID | str, vendor_id: str) -> N
     Conversation.objects.filter(pk=conversation_id).update(vendor_conversation_id=vendor_id)
 
 
-def reap_orphaned_runs(*, all_streaming: bool = False) -> int:
+def reap_orphaned_runs(*, all_streaming: bool = False) -> list[dict[str, Any]]:
     """Mark replies left `streaming` by a dead process as failed (`server_restart`).
 
     `all_streaming=True` is for a single-process start (`manage.py bootstrap`): nothing can be
     running yet. Otherwise only replies whose heartbeat is older than ORPHAN_AFTER are reaped.
+    Returns `{"conversation_id", "message"}` for each reaped reply so sockets can be told.
     """
+    from conversations.frames import message_json
+
     rows = Message.objects.streaming()
     if not all_streaming:
         rows = rows.filter(heartbeat_at__lt=timezone.now() - ORPHAN_AFTER)
-    count = rows.update(
+    ids = list(rows.values_list("pk", flat=True)[:500])
+    if not ids:
+        return []
+    now = timezone.now()
+    # Filter on status again: a run that finished between the two queries keeps its result.
+    Message.objects.filter(pk__in=ids, status=Message.Status.STREAMING).update(
         status=Message.Status.FAILED,
         error_code=ErrorCode.SERVER_RESTART,
-        error_message="The server restarted while this reply was streaming; the text "
-        "received before the restart is kept.",
-        completed_at=timezone.now(),
+        error_message="The server process running this reply stopped; the text received "
+        "before it stopped is kept.",
+        completed_at=now,
         heartbeat_at=None,
     )
-    if count:
-        logger.warning("marked %d orphaned streaming replies as failed (server_restart)", count)
-    return count
+    reaped = list(
+        Message.objects.filter(pk__in=ids, error_code=ErrorCode.SERVER_RESTART, completed_at=now)
+        .prefetch_related("tool_calls")
+    )
+    logger.warning("marked %d orphaned streaming replies as failed (server_restart)", len(reaped))
+    return [{"conversation_id": str(m.conversation_id), "message": message_json(m)}
+            for m in reaped]
 
 
 def accept_interrupt_answer(

@@ -64,6 +64,12 @@ def conversation(alice: Any, demo_agent: Agent) -> Conversation:
 
 
 @pytest.fixture(autouse=True)
+def _no_reaper_task(settings: Any) -> None:
+    """In-process tests reap explicitly; the periodic task is exercised with real processes."""
+    settings.RELAY_REAP_INTERVAL = 0
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache() -> Any:
     """Rate-limit counters live in the cache; each test starts from zero."""
     from django.core.cache import cache
