@@ -47,6 +47,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files in production without nginx (compressed, hashed names, far-future caching).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -78,7 +80,14 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Persistent connections: with CONN_MAX_AGE=0 every database_sync_to_async call of every
+    # socket opens a new connection (performance.md). 60 s keeps the relay's few threads
+    # connected between flushes; health checks drop a connection PostgreSQL closed (restart,
+    # idle timeout) before it is used instead of failing the request.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the relay's writes and page reads overlap; the 20 s busy timeout rides out a
     # flush that holds the write lock while another request writes.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -86,10 +95,36 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
+# "pubsub" (default) or "core": see docs/performance.md for the measurement behind the choice.
+CHANNEL_LAYER_KIND = env.str("CHANNEL_LAYER", default="pubsub")
+if REDIS_URL and CHANNEL_LAYER_KIND == "core":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py's pool stops at 100 connections by default (MaxConnectionsError at
+                # 100 concurrent conversations, performance.md); 1,000 covers 500 conversations
+                # per process with a viewer each.
+                "hosts": [{"address": REDIS_URL, "max_connections": 1000}],
+                # The default capacity of 100 messages per channel silently drops the rest
+                # (logged at INFO). A viewer receives ~20 batches/s per conversation; 1,000
+                # covers a 50 s stall of one socket before anything is dropped.
+                "capacity": 1000,
+                # Undelivered messages older than 30 s are useless to a live stream; a socket
+                # that far behind resyncs from conversation.sync anyway.
+                "expiry": 30,
+                # Daphne closes websockets after 24 h, so group membership never needs longer.
+                "group_expiry": 86400,
+            },
+        }
+    }
+elif REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            # Pub/sub: no per-channel capacity to overflow, no expiry to tune, one connection per
+            # process, and it re-subscribes by itself after Redis restarts (the core layer keeps
+            # groups in Redis and loses them when a Redis without persistence restarts).
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
@@ -115,6 +150,32 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Hashed, compressed names once `collectstatic` has run (production, docs/deploy.md); plain
+# names before that (tests, a local run), so a missing manifest never breaks a page.
+_manifest = (STATIC_ROOT / "staticfiles.json").exists()
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if _manifest
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# HTTPS hardening, off by default so a plain-HTTP local run works; docs/deploy.md sets them all
+# and `manage.py check --deploy` is clean with them (tests/test_deploy.py).
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_HTTPS_PROXY", default=False) else None
+)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -6,12 +6,17 @@ from conversations.providers.base import Provider, Timeouts
 
 
 def _registry() -> dict[str, type[Provider]]:
+    from conversations.providers.agkit import AGKitProvider
     from conversations.providers.demo import DemoProvider
     from conversations.providers.dimedove import DimedoveProvider
+    from conversations.providers.dynamiq import DynamiqProvider
     from conversations.providers.loop import LoopProvider
     from conversations.providers.openai import OpenAIProvider
 
-    return {cls.kind: cls for cls in (DemoProvider, OpenAIProvider, DimedoveProvider, LoopProvider)}
+    return {cls.kind: cls for cls in (
+        DemoProvider, OpenAIProvider, DimedoveProvider, DynamiqProvider, LoopProvider,
+        AGKitProvider,
+    )}
 
 
 def provider_kinds() -> list[str]:
