@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+# The second pass of `make test` runs on the scale-out parts (.ci/run starts both services).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: run test install lint bench clean
 
@@ -23,13 +26,16 @@ run: install
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
 	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
 
+# 1. lint; 2. the whole suite on SQLite + the in-memory layer (with the real-browser tests and
+# the two-process tests on PostgreSQL + Redis); 3. the suite again on PostgreSQL + Redis.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CONN_MAX_AGE=0 \
+		$(BIN)/python -m pytest -q -m "not browser and not scaleout" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) db.sqlite3

@@ -188,8 +188,11 @@ VENDOR_READ_TIMEOUT = env.float("VENDOR_READ_TIMEOUT", default=120.0)
 # Relay tuning; the numbers behind them are in conversations/relay.py.
 RELAY_FLUSH_INTERVAL = env.float("RELAY_FLUSH_INTERVAL", default=1.0)
 RELAY_FANOUT_WINDOW = env.float("RELAY_FANOUT_WINDOW", default=0.05)
-# Survivors look for replies of dead processes this often (services.ORPHAN_AFTER is 15 s), so a
-# dead run is reported failed within ~20 s. 0 disables the reaper.
+# A streaming reply whose heartbeat (touched by every ~1 s flush) is older than this belongs to a
+# dead process: 15 missed flushes tolerate long GC or database stalls.
+RELAY_ORPHAN_AFTER = env.float("RELAY_ORPHAN_AFTER", default=15.0)
+# Survivors look for such replies this often, so a dead run is reported failed within ~20 s.
+# 0 disables the reaper.
 RELAY_REAP_INTERVAL = env.float("RELAY_REAP_INTERVAL", default=5.0)
 
 LOGGING = {

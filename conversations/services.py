@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db import IntegrityError, transaction
@@ -48,9 +49,6 @@ EXTERNAL_USER_ID_MAX_CHARS = 255
 # 30 rows fill a sidebar on a large screen; pages stay cheap with the (owner, archived,
 # -updated_at) index.
 PAGE_SIZE = 30
-# A streaming message whose heartbeat is older than this belongs to a dead process. The relay
-# touches the heartbeat every flush (~1 s); 15 missed flushes tolerate long GC or DB stalls.
-ORPHAN_AFTER = timedelta(seconds=15)
 
 
 class InvalidInput(Exception):
@@ -524,14 +522,16 @@ def reap_orphaned_runs(*, all_streaming: bool = False) -> list[dict[str, Any]]:
     """Mark replies left `streaming` by a dead process as failed (`server_restart`).
 
     `all_streaming=True` is for a single-process start (`manage.py bootstrap`): nothing can be
-    running yet. Otherwise only replies whose heartbeat is older than ORPHAN_AFTER are reaped.
+    running yet. Otherwise only replies whose heartbeat is older than RELAY_ORPHAN_AFTER are
+reaped.
     Returns `{"conversation_id", "message"}` for each reaped reply so sockets can be told.
     """
     from conversations.frames import message_json
 
     rows = Message.objects.streaming()
     if not all_streaming:
-        rows = rows.filter(heartbeat_at__lt=timezone.now() - ORPHAN_AFTER)
+        stale = timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_AFTER)
+        rows = rows.filter(heartbeat_at__lt=stale)
     ids = list(rows.values_list("pk", flat=True)[:500])
     if not ids:
         return []

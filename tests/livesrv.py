@@ -1,18 +1,18 @@
-"""A real Daphne process serving chatsite on a free loopback port, with its own SQLite file.
-
-Used by the real-browser tests: the browser talks HTTP and websockets to a server started
-exactly as `make run` starts it (migrate, bootstrap, daphne), not to a test double."""
+"""Real Daphne processes serving chatsite on free loopback ports, as `make run` starts them
+(migrate, bootstrap, daphne). Used by the real-browser tests (one process, its own SQLite file)
+and the scale-out tests (several processes sharing PostgreSQL and Redis)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,53 +30,119 @@ class LiveServer:
     url: str
     env: dict[str, str]
     log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def manage(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603 - fixed argv, our own manage.py
             [PYTHON, str(ROOT / "manage.py"), *args], env=self.env, cwd=ROOT,
-            capture_output=True, text=True, check=True, timeout=120,
+            capture_output=True, text=True, check=False, timeout=120,
         )
+        if done.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
         return done.stdout
 
     def shell(self, code: str) -> str:
-        return self.manage("shell", "-c", code)
+        lines = self.manage("shell", "--no-imports", "-c", code).strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def session_for(self, username: str) -> str:
+        """A logged-in session key for `username` (created if missing)."""
+        return self.shell(
+            "from django.contrib.auth import get_user_model, BACKEND_SESSION_KEY, "
+            "HASH_SESSION_KEY, SESSION_KEY\n"
+            "from django.contrib.sessions.backends.db import SessionStore\n"
+            f"u, _ = get_user_model().objects.get_or_create(username={username!r})\n"
+            "s = SessionStore()\n"
+            "s[SESSION_KEY] = str(u.pk)\n"
+            "s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+            "s[HASH_SESSION_KEY] = u.get_session_auth_hash()\n"
+            "s.create()\n"
+            "print(s.session_key)"
+        )
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                 "chatsite.asgi:application"],
+                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=0.2):
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without any cleanup, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def live_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    port = free_port()
+def server_env(database_url: str, port: int, extra_env: dict[str, str] | None = None
+               ) -> dict[str, str]:
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp / 'live.sqlite3'}",
+        "DATABASE_URL": database_url,
         "DEBUG": "1",
         "SECRET_KEY": "live-test-key",
         "HOST": "127.0.0.1",
         "PORT": str(port),
         **(extra_env or {}),
     }
-    env.pop("REDIS_URL", None)
+    if "REDIS_URL" not in (extra_env or {}):
+        env.pop("REDIS_URL", None)
+    return env
+
+
+@contextlib.contextmanager
+def live_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """One process on its own SQLite file, set up exactly as `make run` does."""
+    port = free_port()
+    env = server_env(f"sqlite:///{tmp / 'live.sqlite3'}", port, extra_env)
     server = LiveServer(f"http://127.0.0.1:{port}", env, tmp / "daphne.log")
     server.manage("migrate", "--noinput")
     server.manage("bootstrap")
-    with open(server.log, "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "chatsite.asgi:application"],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(
-                        ("127.0.0.1", port), timeout=0.2):
-                    break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"daphne did not start: {server.log.read_text()[-2000:]}")
-                time.sleep(0.1)
-            yield server
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def cluster(tmp: Path, database_url: str, count: int, extra_env: dict[str, str]
+            ) -> Iterator[list[LiveServer]]:
+    """`count` processes sharing one database and one channel layer (REDIS_URL in extra_env).
+    The database must be migrated already."""
+    servers = []
+    for i in range(count):
+        port = free_port()
+        servers.append(LiveServer(f"http://127.0.0.1:{port}",
+                                  server_env(database_url, port, extra_env),
+                                  tmp / f"daphne-{i}.log"))
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
