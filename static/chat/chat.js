@@ -45,6 +45,17 @@ const HIGHLIGHT_CACHE_ENTRIES = 200;
 const HIGHLIGHT_CACHE_MAX_CHARS = 50_000;
 // `error` codes that answer a `message.send` (as opposed to `run.cancel` or `interrupt.resume`).
 const SEND_ERROR_CODES = new Set(["bad_json", "unknown_type", "invalid", "too_large", "run_active", "not_found"]);
+// `message.extra` keys with a rendering of their own; every other list there is a vendor data
+// block (`message.data`), shown as JSON under the reply.
+const NON_DATA_EXTRA_KEYS = new Set(["reasoning", "pending_interrupt", "interrupt_answer", "answers_interrupt"]);
+// Interrupt payload fields that may carry the question, in order of preference.
+const INTERRUPT_QUESTION_FIELDS = ["question", "prompt", "message"];
+// Interrupt payload fields describing a structured answer: the answer is then typed as JSON.
+const INTERRUPT_SCHEMA_FIELDS = ["responseSchema", "fields"];
+// Options that decline are never styled as the primary action.
+const DECLINE_OPTION = /^(reject|deny|decline|refuse|cancel|no)\b/i;
+// A failed reply no retry can fix: the vendor forgot the conversation.
+const CONVERSATION_LOST_CODE = "vendor_conversation_lost";
 
 // ---- Page hooks --------------------------------------------------------------------------------
 
@@ -74,6 +85,8 @@ const els = {
   send: $("send-button"),
   stop: $("stop-button"),
 };
+// Where "Start a new conversation" leads (the template fills in the URL).
+const newConversationUrl = els.transcript.closest("[data-new-url]")?.dataset.newUrl || "";
 
 const initial = JSON.parse($("chat-initial").textContent);
 const locale = document.documentElement.lang || undefined;
@@ -114,9 +127,21 @@ const strings = {
   no_result: "No result yet.",
   reasoning: "Reasoning",
   interrupt_title: "The agent needs your input",
+  interrupt_title_past: "The agent asked",
+  interrupt_reason: "Reason: {reason}",
+  interrupt_details: "Details",
   answer_label: "Your answer",
+  answer_json_label: "Your answer (JSON)",
+  answer_json_invalid: "The answer must be valid JSON.",
   send_answer: "Send answer",
-  answer_sent: "Answer sent.",
+  answer_given: "Your answer: {answer}",
+  answer_sending: "Sending your answer…",
+  interrupt_expired: "This question was already answered or has expired.",
+  interrupt_unanswered: "Not answered — the conversation went on without it.",
+  interrupt_answer_tag: "Answer",
+  data_data_spec: "Data",
+  data_unknown_events: "Vendor events",
+  start_new_conversation: "Start a new conversation",
   show_sidebar: "Show conversations",
   hide_sidebar: "Hide conversations",
 };
@@ -354,8 +379,11 @@ const state = {
   outbox: null,
   connection: "connecting",
   maxChars: Number(initial.user_message_max) || 32_000,
-  // Interrupts answered from this page since the last sync (their card shows "Answer sent").
-  answeredInterrupts: new Set(),
+  // Interrupts answered from this page and not yet acknowledged: interrupt id -> the answer.
+  answeredInterrupts: new Map(),
+  // Interrupts the server no longer has pending (`no_interrupt`), and refused answers' errors.
+  expiredInterrupts: new Set(),
+  interruptErrors: new Map(),
   interruptDrafts: new Map(),
   // Message id whose run the user asked to stop (Stop stays disabled until the run ends).
   cancelRequestedFor: null,
@@ -426,13 +454,70 @@ function lastAssistantMessage() {
   return null;
 }
 
-function pendingInterrupt(message) {
+function interruptOf(message) {
   const interrupt = message.extra?.pending_interrupt;
   if (!interrupt || typeof interrupt !== "object" || !interrupt.id) return null;
-  // Only the newest reply can still be answered; older cards are history.
-  if (message !== lastAssistantMessage()) return null;
-  if (message.status !== "awaiting_input" && message.status !== "streaming") return null;
   return interrupt;
+}
+
+// What an interrupt's card shows: `kind` is "pending" (answerable), "waiting" (the reply is still
+// pausing: the server accepts an answer only once it has), "sending", "answered", "expired" (the
+// server no longer has it) or "unanswered" (history: the conversation went on); `answer` is set
+// for "sending" and "answered".
+function interruptStatus(message, interrupt) {
+  const recorded = message.extra.interrupt_answer;
+  if (recorded && typeof recorded === "object" && (!recorded.id || recorded.id === interrupt.id)) {
+    return { kind: "answered", answer: recorded.payload ?? null };
+  }
+  if (state.answeredInterrupts.has(interrupt.id)) return { kind: "sending", answer: state.answeredInterrupts.get(interrupt.id) };
+  if (state.expiredInterrupts.has(interrupt.id)) return { kind: "expired" };
+  // Only the newest reply can still be answered; older cards are history.
+  if (message !== lastAssistantMessage()) return { kind: "unanswered" };
+  if (message.status === "awaiting_input") return { kind: "pending" };
+  if (message.status === "streaming") return { kind: "waiting" };
+  return { kind: "unanswered" };
+}
+
+// The interrupt the user can answer now, if any.
+function awaitedInterrupt() {
+  const last = lastAssistantMessage();
+  const interrupt = last ? interruptOf(last) : null;
+  return interrupt && interruptStatus(last, interrupt).kind === "pending" ? interrupt : null;
+}
+
+// The parts of an interrupt payload the card shows: the question, the answer options (a list of
+// strings), whether a structured (JSON) answer is expected, and whatever else it carries.
+function describeInterrupt(payload) {
+  const fields = payload && typeof payload === "object" && !Array.isArray(payload) ? payload : null;
+  let question = typeof payload === "string" ? payload : "";
+  let rest = fields ? { ...fields } : payload;
+  if (typeof payload === "string") rest = undefined;
+  let options = [];
+  if (fields) {
+    const field = INTERRUPT_QUESTION_FIELDS.find((name) => typeof fields[name] === "string" && fields[name].trim());
+    if (field) {
+      question = fields[field];
+      delete rest[field];
+    }
+    const list = fields.options;
+    if (Array.isArray(list) && list.length && list.every((o) => typeof o === "string" && o.trim())) {
+      options = [...new Set(list)];
+      delete rest.options;
+    }
+    if (!Object.keys(rest).length) rest = undefined;
+  }
+  if (rest === null || rest === "") rest = undefined;
+  const structured = Boolean(fields) && INTERRUPT_SCHEMA_FIELDS.some((name) => fields[name] !== undefined && fields[name] !== null);
+  return { question: question.trim(), options, structured, rest };
+}
+
+function answerText(answer) {
+  if (typeof answer === "string") return answer;
+  try {
+    return JSON.stringify(answer);
+  } catch {
+    return String(answer);
+  }
 }
 
 function userMessageBefore(message) {
@@ -483,14 +568,18 @@ function createView(message) {
   tools.className = "tool-calls";
   const content = document.createElement("div");
   content.className = "content";
+  const data = document.createElement("div");
+  data.className = "message-data-list";
   const footer = document.createElement("div");
   footer.className = "message-footer";
-  el.append(meta, tools, content, footer);
+  el.append(meta, tools, content, data, footer);
   const view = {
-    el, author, time, tools, content, footer,
+    el, meta, author, time, tools, content, data, footer,
+    tag: null,
     reasoning: null,
     interrupt: null,
     toolViews: new Map(),
+    dataViews: new Map(),
     rendered: { content: null, role: null, footer: null, interrupt: null, reasoning: null, time: null },
     lastRenderAt: 0,
     timer: null,
@@ -515,6 +604,7 @@ function renderMessage(message, view) {
   el.setAttribute("aria-busy", message.status === "streaming" ? "true" : "false");
 
   view.author.textContent = authorLabel(message);
+  renderAnswerTag(message, view);
   if (view.rendered.time !== message.created_at) {
     view.rendered.time = message.created_at;
     const when = formatTime(message.created_at);
@@ -538,9 +628,26 @@ function renderMessage(message, view) {
     view.rendered.role = message.role;
   }
 
+  renderData(message, view);
   renderFooter(message, view);
   renderInterrupt(message, view);
   view.lastRenderAt = performance.now();
+}
+
+// The user's answer to an interrupt is a message of its own, tagged as such.
+function renderAnswerTag(message, view) {
+  const answers = message.role === "user" && typeof message.extra.answers_interrupt === "string";
+  if (answers) view.el.dataset.answersInterrupt = message.extra.answers_interrupt;
+  else delete view.el.dataset.answersInterrupt;
+  if (answers && !view.tag) {
+    view.tag = document.createElement("span");
+    view.tag.className = "message-tag";
+    view.tag.textContent = t("interrupt_answer_tag");
+    view.author.after(view.tag);
+  } else if (!answers && view.tag) {
+    view.tag.remove();
+    view.tag = null;
+  }
 }
 
 function renderReasoning(message, view) {
@@ -643,8 +750,61 @@ function updateToolCallView(tv, call) {
   }
 }
 
+// Vendor data kept with the message (`message.data` frames; `extra` lists after a reload).
+function dataEntries(message) {
+  return Object.entries(message.extra).filter(([key, value]) => !NON_DATA_EXTRA_KEYS.has(key) && Array.isArray(value) && value.length > 0);
+}
+
+function renderData(message, view) {
+  const keys = new Set();
+  let previous = null;
+  for (const [key, values] of dataEntries(message)) {
+    keys.add(key);
+    let dv = view.dataViews.get(key);
+    if (!dv) {
+      dv = createDataView(key);
+      view.dataViews.set(key, dv);
+    }
+    const expected = previous ? previous.nextElementSibling : view.data.firstElementChild;
+    if (expected !== dv.el) view.data.insertBefore(dv.el, expected);
+    // The lists only grow (frames append), so the same list at the same length is unchanged.
+    if (dv.values !== values || dv.length !== values.length) {
+      dv.values = values;
+      dv.length = values.length;
+      dv.count.textContent = numberFormat.format(values.length);
+      dv.body.textContent = prettyJson(values.length === 1 ? values[0] : values);
+    }
+    previous = dv.el;
+  }
+  for (const [key, dv] of view.dataViews) {
+    if (!keys.has(key)) {
+      dv.el.remove();
+      view.dataViews.delete(key);
+    }
+  }
+}
+
+function createDataView(key) {
+  const el = document.createElement("details");
+  el.className = "message-data";
+  el.dataset.key = key;
+  const summary = document.createElement("summary");
+  const label = document.createElement("span");
+  label.className = "message-data-label";
+  label.textContent = strings[`data_${key}`] ?? key;
+  const count = document.createElement("span");
+  count.className = "message-data-count";
+  summary.append(label, count);
+  const body = document.createElement("pre");
+  body.className = "message-data-body";
+  el.append(summary, body);
+  return { el, count, body, values: null, length: 0 };
+}
+
 function renderFooter(message, view) {
-  const previousUser = message.status === "failed" ? userMessageBefore(message) : null;
+  // Retrying cannot bring back a conversation the vendor lost: offer a new one instead.
+  const lost = message.status === "failed" && message.error?.code === CONVERSATION_LOST_CODE;
+  const previousUser = message.status === "failed" && !lost ? userMessageBefore(message) : null;
   const key = JSON.stringify([message.status, message.error, Boolean(previousUser)]);
   if (view.rendered.footer === key) return;
   view.rendered.footer = key;
@@ -675,6 +835,13 @@ function renderFooter(message, view) {
       retry.disabled = isComposerBusy();
       box.append(retry);
     }
+    if (lost && newConversationUrl) {
+      const link = document.createElement("a");
+      link.className = "button button-small start-new-conversation";
+      link.href = newConversationUrl;
+      link.textContent = t("start_new_conversation");
+      box.append(link);
+    }
     parts.push(box);
   } else if (message.status === "canceled") {
     const note = document.createElement("p");
@@ -691,60 +858,141 @@ function renderFooter(message, view) {
 }
 
 function renderInterrupt(message, view) {
-  const interrupt = pendingInterrupt(message);
-  const answered = interrupt ? state.answeredInterrupts.has(interrupt.id) : false;
-  const key = interrupt ? JSON.stringify([interrupt.id, interrupt.reason, interrupt.payload, answered]) : null;
+  const interrupt = interruptOf(message);
+  const status = interrupt ? interruptStatus(message, interrupt) : null;
+  const error = interrupt ? state.interruptErrors.get(interrupt.id) ?? null : null;
+  const key = interrupt ? JSON.stringify([interrupt.id, interrupt.reason, interrupt.payload, status.kind, status.answer, error]) : null;
   if (view.rendered.interrupt === key) return;
   view.rendered.interrupt = key;
   view.interrupt?.remove();
   view.interrupt = null;
   if (!interrupt) return;
 
+  const { question, options, structured, rest } = describeInterrupt(interrupt.payload);
   const card = document.createElement("section");
   card.className = "interrupt-card";
   card.dataset.interruptId = interrupt.id;
+  card.dataset.state = status.kind;
+  if (structured) card.dataset.answerFormat = "json";
+  const titleId = `interrupt-title-${message.id}`;
+  card.setAttribute("aria-labelledby", titleId);
+  card.tabIndex = -1; // takes the focus when the control the user pressed is replaced
+
+  const header = document.createElement("div");
+  header.className = "interrupt-header";
   const title = document.createElement("h3");
   title.className = "interrupt-title";
-  title.textContent = t("interrupt_title");
-  card.append(title);
+  title.id = titleId;
+  title.textContent = t(status.kind === "pending" || status.kind === "waiting" ? "interrupt_title" : "interrupt_title_past");
+  header.append(title);
   if (interrupt.reason) {
-    const reason = document.createElement("p");
+    const reason = document.createElement("span");
     reason.className = "interrupt-reason";
-    reason.textContent = String(interrupt.reason);
-    card.append(reason);
+    reason.dataset.reason = String(interrupt.reason);
+    reason.textContent = t("interrupt_reason", { reason: String(interrupt.reason) });
+    header.append(reason);
   }
-  if (interrupt.payload !== null && interrupt.payload !== undefined && interrupt.payload !== "") {
+  card.append(header);
+  if (question) {
+    const text = document.createElement("p");
+    text.className = "interrupt-question";
+    text.textContent = question;
+    card.append(text);
+  }
+  if (rest !== undefined) {
+    // The rest of the payload (a schema, context...), open when it is all there is to read or
+    // describes the answer to type.
+    const details = document.createElement("details");
+    details.className = "interrupt-details";
+    details.open = structured || (!question && !options.length);
+    const summary = document.createElement("summary");
+    summary.textContent = t("interrupt_details");
     const payload = document.createElement("pre");
     payload.className = "interrupt-payload";
-    payload.textContent = prettyJson(interrupt.payload);
-    card.append(payload);
+    payload.textContent = prettyJson(rest);
+    details.append(summary, payload);
+    card.append(details);
   }
-  if (answered) {
+
+  if (status.kind === "answered" || status.kind === "sending") {
     const sent = document.createElement("p");
     sent.className = "interrupt-sent";
-    sent.textContent = t("answer_sent");
+    sent.textContent = t("answer_given", { answer: answerText(status.answer) });
     card.append(sent);
+    if (status.kind === "sending") {
+      const note = document.createElement("p");
+      note.className = "interrupt-note";
+      note.textContent = t("answer_sending");
+      card.append(note);
+    }
+  } else if (status.kind === "unanswered") {
+    const note = document.createElement("p");
+    note.className = "interrupt-note";
+    note.textContent = t("interrupt_unanswered");
+    card.append(note);
   } else {
-    const form = document.createElement("form");
-    form.className = "interrupt-form";
-    const fieldId = `interrupt-answer-${message.id}`;
-    const label = document.createElement("label");
-    label.htmlFor = fieldId;
-    label.textContent = t("answer_label");
-    const area = document.createElement("textarea");
-    area.id = fieldId;
-    area.className = "interrupt-answer";
-    area.rows = 3;
-    area.value = state.interruptDrafts.get(interrupt.id) ?? "";
-    const button = document.createElement("button");
-    button.type = "submit";
-    button.className = "button button-primary interrupt-send";
-    button.textContent = t("send_answer");
-    form.append(label, area, button);
-    card.append(form);
+    // "pending", or "waiting" / "expired" with the controls shown disabled.
+    const disabled = status.kind !== "pending";
+    card.append(options.length ? interruptOptions(options, disabled) : interruptForm(message, interrupt, structured, disabled));
+    if (status.kind === "expired") {
+      const expired = document.createElement("p");
+      expired.className = "interrupt-expired";
+      expired.setAttribute("role", "alert");
+      expired.textContent = t("interrupt_expired");
+      card.append(expired);
+    }
+  }
+  if (error && status.kind === "pending") {
+    const box = document.createElement("p");
+    box.className = "interrupt-error";
+    box.setAttribute("role", "alert");
+    box.textContent = error;
+    card.append(box);
   }
   view.el.append(card);
   view.interrupt = card;
+}
+
+// One button per answer option; the first is the primary action unless it declines.
+function interruptOptions(options, disabled) {
+  const group = document.createElement("div");
+  group.className = "interrupt-options";
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", t("answer_label"));
+  options.forEach((option, index) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    const declines = DECLINE_OPTION.test(option);
+    button.className = `button interrupt-option${declines ? " button-danger-outline" : index === 0 ? " button-primary" : ""}`;
+    button.dataset.option = option;
+    button.textContent = option;
+    button.disabled = disabled;
+    group.append(button);
+  });
+  return group;
+}
+
+function interruptForm(message, interrupt, structured, disabled) {
+  const form = document.createElement("form");
+  form.className = "interrupt-form";
+  const fieldId = `interrupt-answer-${message.id}`;
+  const label = document.createElement("label");
+  label.htmlFor = fieldId;
+  label.textContent = t(structured ? "answer_json_label" : "answer_label");
+  const area = document.createElement("textarea");
+  area.id = fieldId;
+  area.className = "interrupt-answer";
+  area.rows = 3;
+  area.spellcheck = !structured;
+  area.value = state.interruptDrafts.get(interrupt.id) ?? "";
+  area.disabled = disabled;
+  const button = document.createElement("button");
+  button.type = "submit";
+  button.className = "button button-primary interrupt-send";
+  button.textContent = t("send_answer");
+  button.disabled = disabled;
+  form.append(label, area, button);
+  return form;
 }
 
 // Puts the DOM in the order of state.messages, creating and dropping views as needed.
@@ -901,10 +1149,7 @@ function updateComposer() {
   if (running) hint = t("run_active_hint");
   else if (state.outbox) hint = state.connection === "connected" ? t("sending_hint") : t("queued_hint");
   else if (over) hint = t("too_long");
-  else {
-    const last = lastAssistantMessage();
-    if (last && pendingInterrupt(last) && !state.answeredInterrupts.has(pendingInterrupt(last).id)) hint = t("awaiting_hint");
-  }
+  else if (awaitedInterrupt()) hint = t("awaiting_hint");
   if (els.hint.textContent !== hint) els.hint.textContent = hint;
 
   const showCounter = count >= state.maxChars * COUNTER_FROM_RATIO;
@@ -1026,7 +1271,11 @@ els.transcript.addEventListener("click", async (event) => {
     const message = state.byId.get(retry.closest(".message")?.dataset.messageId);
     const previousUser = message ? userMessageBefore(message) : null;
     if (previousUser) sendMessage(previousUser.content);
+    return;
   }
+  const option = event.target.closest(".interrupt-option");
+  const card = option?.closest(".interrupt-card");
+  if (card && !option.disabled) answerInterrupt(card, option.dataset.option);
 });
 
 els.transcript.addEventListener("input", (event) => {
@@ -1040,19 +1289,62 @@ els.transcript.addEventListener("submit", (event) => {
   if (!form) return;
   event.preventDefault();
   const card = form.closest(".interrupt-card");
-  const interruptId = card.dataset.interruptId;
-  const answer = form.querySelector(".interrupt-answer").value;
-  if (!sendFrame({ type: "interrupt.resume", interrupt_id: interruptId, payload: answer })) {
-    showError(t("not_connected"));
+  const area = form.querySelector(".interrupt-answer");
+  const text = area.value.trim();
+  if (!text) {
+    area.focus();
     return;
   }
-  state.lastRequest = "interrupt.resume";
-  state.lastInterruptId = interruptId;
-  state.answeredInterrupts.add(interruptId);
-  state.interruptDrafts.delete(interruptId);
+  let answer = text;
+  if (card.dataset.answerFormat === "json") {
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      state.interruptErrors.set(card.dataset.interruptId, t("answer_json_invalid"));
+      const id = card.closest(".message")?.dataset.messageId;
+      if (id) renderNow(id);
+      views.get(id)?.interrupt?.querySelector(".interrupt-answer")?.focus();
+      return;
+    }
+  }
+  answerInterrupt(card, answer);
+});
+
+// Sends the answer to an interrupt; the card shows it at once and the server's `message.created`
+// for the answer (see recordInterruptAnswer) makes it final.
+function answerInterrupt(card, payload) {
+  const interruptId = card.dataset.interruptId;
+  if (!sendFrame({ type: "interrupt.resume", interrupt_id: interruptId, payload })) {
+    state.interruptErrors.set(interruptId, t("not_connected"));
+  } else {
+    state.lastRequest = "interrupt.resume";
+    state.lastInterruptId = interruptId;
+    state.answeredInterrupts.set(interruptId, payload);
+    state.interruptDrafts.delete(interruptId);
+    state.interruptErrors.delete(interruptId);
+  }
   const id = card.closest(".message")?.dataset.messageId;
   if (id) renderNow(id);
-});
+  if (!document.activeElement || document.activeElement === document.body) views.get(id)?.interrupt?.focus({ preventScroll: true });
+}
+
+// The user's answer arrived as a message (in every tab): the paused reply it answers is closed
+// as completed on the server, and its card now shows the answer.
+function recordInterruptAnswer(answer) {
+  const interruptId = answer.extra.answers_interrupt;
+  const paused = state.messages.find((m) => interruptOf(m)?.id === interruptId);
+  if (paused) {
+    if (paused.status === "awaiting_input") paused.status = "completed";
+    if (!paused.extra.interrupt_answer) {
+      const payload = state.answeredInterrupts.has(interruptId) ? state.answeredInterrupts.get(interruptId) : answer.content;
+      paused.extra.interrupt_answer = { id: interruptId, payload };
+    }
+  }
+  state.answeredInterrupts.delete(interruptId);
+  state.expiredInterrupts.delete(interruptId);
+  state.interruptErrors.delete(interruptId);
+  if (state.lastRequest === "interrupt.resume" && state.lastInterruptId === interruptId) state.lastRequest = null;
+}
 
 // ---- Sidebar drawer (phones) -------------------------------------------------------------------
 
@@ -1249,7 +1541,10 @@ const FRAME_HANDLERS = {
       else messages.push(optimisticMessage(state.outbox));
     }
     setMessages(messages);
+    // The server's copy says which interrupts are answered or pending.
     state.answeredInterrupts.clear();
+    state.expiredInterrupts.clear();
+    state.interruptErrors.clear();
     state.cancelRequestedFor = null;
     updateConversation(frame.conversation);
     conn.synced = true;
@@ -1262,7 +1557,8 @@ const FRAME_HANDLERS = {
 
   "message.created"(frame) {
     if (!frame.message) return;
-    upsertMessage(frame.message);
+    const message = upsertMessage(frame.message);
+    if (message.role === "user" && typeof message.extra.answers_interrupt === "string") recordInterruptAnswer(message);
     renderTranscript();
   },
 
@@ -1327,6 +1623,16 @@ const FRAME_HANDLERS = {
     scheduleRender(message.id);
   },
 
+  "message.data"(frame) {
+    const message = messageFor(frame);
+    if (!message) return;
+    const key = typeof frame.key === "string" ? frame.key : "";
+    if (!key || NON_DATA_EXTRA_KEYS.has(key)) return;
+    if (!Array.isArray(message.extra[key])) message.extra[key] = [];
+    message.extra[key].push(frame.value ?? null);
+    scheduleRender(message.id);
+  },
+
   "interrupt.requested"(frame) {
     const message = messageFor(frame);
     if (!message) return;
@@ -1344,14 +1650,22 @@ const FRAME_HANDLERS = {
 
   error(frame) {
     const code = String(frame.code ?? "error");
-    showError(frame.message ? `${frame.message} (${code})` : code);
+    const text = frame.message ? `${frame.message} (${code})` : code;
     els.error.dataset.code = code;
+    if (state.lastRequest === "interrupt.resume" && state.lastInterruptId) {
+      // The answer was refused; the card says why. `no_interrupt`: answered elsewhere or gone,
+      // so the card is closed; otherwise (run_active, too_large...) the user may answer again.
+      const interruptId = state.lastInterruptId;
+      state.answeredInterrupts.delete(interruptId);
+      if (code === "no_interrupt") state.expiredInterrupts.add(interruptId);
+      else state.interruptErrors.set(interruptId, text);
+      state.lastRequest = null;
+      renderTranscript();
+      return;
+    }
+    showError(text);
     if (state.lastRequest === "message.send" && state.outbox?.sent && SEND_ERROR_CODES.has(code)) {
       rollBackOutbox();
-    } else if (state.lastRequest === "interrupt.resume" && state.lastInterruptId) {
-      // The answer was refused: let the user answer again.
-      state.answeredInterrupts.delete(state.lastInterruptId);
-      renderTranscript();
     } else if (state.lastRequest === "run.cancel") {
       state.cancelRequestedFor = null;
       updateComposer();
