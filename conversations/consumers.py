@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
 
-from conversations import services
+from conversations import backpressure, services
 from conversations.frames import conversation_json, error_frame, message_frame, message_json
 from conversations.models import Message
 from conversations.relay import conversation_group, relay
@@ -22,11 +22,19 @@ logger = logging.getLogger(__name__)
 # 16 KB of metadata; 256 KiB leaves room for JSON escaping and refuses anything absurd before
 # parsing it.
 MAX_FRAME_BYTES = 256 * 1024
+# Daphne (Autobahn) refuses to send a websocket message over 1 MiB; frames are kept under it
+# with room to spare.
+MAX_SEND_BYTES = 1000 * 1024
+# conversation.sync carries the latest 100 messages (a reconnecting client already has older
+# ones; the page itself renders the whole transcript), halved until the frame fits.
+SYNC_MESSAGES = 100
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation_id: str
     group: str
+    gauge: backpressure.WriteGauge | None = None
+    closing = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -47,15 +55,36 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # (the client drops it by offset) rather than leaving a gap.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_frame(await self._sync_frame())
+        self.gauge = self.scope.get("write_gauge")
+        await self.send_frame(fit_sync(await self._sync_frame()))
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):
             relay.detach(self.conversation_id, self.channel_name)
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+    async def send_frame(self, frame: dict[str, Any] | str) -> None:
+        if self.closing:
+            return
+        text = frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+        if self.gauge is not None and self.gauge.over_limit(len(text)):
+            # The client stopped reading: stop queueing for it (see backpressure.py). It
+            # resyncs from conversation.sync when it reconnects; the run goes on regardless.
+            self.closing = True
+            logger.info("closing socket of %s: client too slow", self.conversation_id)
+            await self.close(code=backpressure.CLOSE_TOO_SLOW,
+                             reason="client too slow: reconnect to resync")
+            return
+        if len(text) > MAX_SEND_BYTES and len(text.encode()) > MAX_SEND_BYTES:
+            # Only a single reply of over ~1 MB gets here; the client cannot be served this
+            # frame, so say why instead of letting the server raise.
+            logger.warning("frame of %d bytes for %s is over the websocket limit",
+                           len(text), self.conversation_id)
+            await self.send(text_data=json.dumps(error_frame(
+                "too_large", "A message in this conversation is too large to show live; "
+                "reload the page to read it.")))
+            return
+        await self.send(text_data=text)
 
     # Client -> server ------------------------------------------------------------------------
 
@@ -145,7 +174,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.close(code=4404)
 
     async def _sync_frame(self) -> dict[str, Any]:
-        conversation, messages, stored = await database_sync_to_async(self._load)()
+        conversation, messages, stored, complete = await database_sync_to_async(self._load)()
         # The live text, taken after joining the group: anything published since is delivered
         # after this frame and overlaps it (dropped by offset), so there is no gap.
         run = relay.local_run(self.conversation_id)
@@ -154,18 +183,33 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             live = await relay.remote_snapshot(self.conversation_id)
             active = live if live and live.get("message_id") == stored["message_id"] else stored
         return {"type": "conversation.sync", "conversation": conversation,
-                "messages": messages, "active_run": active}
+                "messages": messages, "messages_complete": complete, "active_run": active}
 
-    def _load(self) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    def _load(
+        self,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, bool]:
         services.reap_orphaned_runs()
         conversation = services.get_conversation(self.scope["user"], self.conversation_id)
-        messages = services.transcript(conversation)
+        messages, complete = services.recent_messages(conversation, SYNC_MESSAGES)
         stored = None
         for m in messages:
             if m.status == Message.Status.STREAMING:
                 stored = {"message_id": str(m.id), "content": m.content, "tool_calls": [],
                           "status": m.status}
-        return conversation_json(conversation), [message_json(m) for m in messages], stored
+        return (conversation_json(conversation), [message_json(m) for m in messages], stored,
+                complete)
+
+
+def fit_sync(frame: dict[str, Any]) -> dict[str, Any] | str:
+    """The sync frame as text under MAX_SEND_BYTES: drop the oldest messages (halving) until it
+    fits, marking `messages_complete` false; a client keeps the older ones it already has."""
+    text = json.dumps(frame, ensure_ascii=False)
+    while len(text.encode()) > MAX_SEND_BYTES and frame["messages"]:
+        keep = len(frame["messages"]) // 2
+        frame = {**frame, "messages": frame["messages"][-keep:] if keep else [],
+                 "messages_complete": False}
+        text = json.dumps(frame, ensure_ascii=False)
+    return text
 
 
 def _has_streaming_reply(conversation_id: str) -> bool:

@@ -287,6 +287,13 @@ def transcript(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.transcript())
 
 
+def recent_messages(conversation: Conversation, limit: int) -> tuple[list[Message], bool]:
+    """The latest `limit` messages, oldest first, and whether that is the whole transcript."""
+    rows = list(conversation.messages.transcript().order_by("-seq")[: limit + 1])
+    complete = len(rows) <= limit
+    return rows[:limit][::-1], complete
+
+
 # Runs ----------------------------------------------------------------------------------------
 
 

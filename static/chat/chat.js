@@ -1525,6 +1525,14 @@ function messageFor(frame) {
 const FRAME_HANDLERS = {
   "conversation.sync"(frame) {
     const messages = (frame.messages ?? []).map(normalizeMessage);
+    if (frame.messages_complete === false) {
+      // The server sent only the latest messages: keep the older ones this page already has.
+      const synced = new Set(messages.map((m) => m.id));
+      const firstIndex = messages.length ? state.messages.findIndex((m) => m.id === messages[0].id) : -1;
+      const older = (firstIndex >= 0 ? state.messages.slice(0, firstIndex) : state.messages)
+        .filter((m) => !synced.has(m.id) && !String(m.id).startsWith("local:"));
+      messages.unshift(...older);
+    }
     const run = frame.active_run;
     if (run && run.message_id) {
       const message = messages.find((m) => m.id === run.message_id);
