@@ -75,6 +75,7 @@ class Run:
         self.conversation = accepted.conversation
         self.conversation_id = str(accepted.conversation.id)
         self.message_id = str(accepted.assistant_message.id)
+        self.placeholder = accepted.assistant_message
         self.request = accepted.request
         self.owner = owner
         self.owner_channel = owner_channel
@@ -370,11 +371,22 @@ class Run:
                             urgent=True)
 
     def _save(self, outcome: services.RunOutcome) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        saved = services.finish_run(self.message_id, outcome)
+        completed_at = services.finish_run(self.message_id, self.conversation_id, outcome)
+        # The final JSON comes from what the run holds, not from reading the rows back.
+        message = Message(
+            id=self.placeholder.id, conversation_id=self.conversation_id,
+            seq=self.placeholder.seq, role=Message.Role.ASSISTANT, content=outcome.content,
+            status=outcome.status, error_code=outcome.error_code,
+            error_message=outcome.error_message, usage=outcome.usage, extra=outcome.extra,
+            created_at=self.placeholder.created_at, completed_at=completed_at,
+            ttft_ms=outcome.ttft_ms,
+        )
         conversation = None
         if outcome.generated_titles:
-            conversation = conversation_json(saved.conversation)
-        return message_json(saved), conversation
+            self.conversation.generated_titles = outcome.generated_titles
+            conversation = conversation_json(self.conversation)
+        return message_json(message, outcome.tool_call_rows(self.message_id, completed_at)), \
+            conversation
 
 
 class Relay:

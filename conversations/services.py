@@ -16,7 +16,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.http import Http404
 from django.utils import timezone
@@ -317,18 +317,23 @@ def _next_seq(conversation: Conversation) -> int:
     return (top or 0) + 1
 
 
-def history_for(conversation: Conversation, before: Message | None = None) -> list[ChatTurn]:
-    """Completed turns, oldest first: what the vendor needs to continue the conversation."""
-    rows = conversation.messages.filter(role__in=["user", "assistant", "system"])
-    if before is not None:
-        rows = rows.filter(seq__lt=before.seq)
+def _turns(rows: list[tuple[Any, ...]]) -> list[ChatTurn]:
+    """Completed turns from (role, content, status) rows, oldest first."""
     turns = []
-    for role, content, status in rows.order_by("seq").values_list("role", "content", "status"):
+    for role, content, status in rows:
+        if role not in ("user", "assistant", "system"):
+            continue
         # Failed or empty assistant replies carry no meaning for the model.
         if role == "assistant" and (not content or status == Message.Status.FAILED):
             continue
         turns.append(ChatTurn(role=role, content=content))
     return turns
+
+
+def history_for(conversation: Conversation) -> list[ChatTurn]:
+    """What the vendor needs to continue the conversation."""
+    return _turns(list(conversation.messages.order_by("seq").values_list(
+        "role", "content", "status")))
 
 
 def accept_user_message(
@@ -359,11 +364,16 @@ def accept_user_message(
         )
         if conversation is None:
             raise InvalidInput("not_found", "No such conversation.", status=404)
+        # One read gives the idempotency check, the active-run check, the history and the next
+        # position: the queries per reply stay few whatever the conversation's length.
+        rows = list(conversation.messages.order_by("seq").values_list(
+            "pk", "seq", "role", "content", "status", "client_id"))
         if client_id:
-            existing = conversation.messages.filter(client_id=client_id).first()
-            if existing is not None:
+            repeat = next((r[0] for r in rows if r[5] == client_id), None)
+            if repeat is not None:
+                existing = Message.objects.get(pk=repeat)
                 return AcceptedMessage(existing, None, None, conversation)
-        if active_run_message(conversation) is not None:
+        if any(r[4] == Message.Status.STREAMING for r in rows):
             raise InvalidInput(
                 "run_active",
                 "The agent is still replying; stop it or wait for it to finish.",
@@ -373,30 +383,17 @@ def accept_user_message(
             raise InvalidInput(
                 "invalid", "This conversation's agent has been deactivated.", status=422
             )
-        history = history_for(conversation)
-        seq = _next_seq(conversation)
+        history = _turns([(r[2], r[3], r[4]) for r in rows])
+        seq = (rows[-1][1] if rows else 0) + 1
         now = timezone.now()
-        try:
-            user_message = Message.objects.create(
-                conversation=conversation,
-                seq=seq,
-                role=Message.Role.USER,
-                content=content,
-                client_id=client_id,
-                created_at=now,
-            )
-        except IntegrityError:
-            # The same client_id raced in from another socket between our check and insert.
-            existing = conversation.messages.get(client_id=client_id)
-            return AcceptedMessage(existing, None, None, conversation)
-        assistant = Message.objects.create(
-            conversation=conversation,
-            seq=seq + 1,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            created_at=now,
-            heartbeat_at=now,
-        )
+        # The row lock above serialises sends to this conversation, so the client_id checked
+        # above cannot race in between: both rows go in one INSERT.
+        user_message, assistant = Message.objects.bulk_create([
+            Message(conversation=conversation, seq=seq, role=Message.Role.USER,
+                    content=content, client_id=client_id, created_at=now),
+            Message(conversation=conversation, seq=seq + 1, role=Message.Role.ASSISTANT,
+                    status=Message.Status.STREAMING, created_at=now, heartbeat_at=now),
+        ])
         fields = ["updated_at"]
         conversation.updated_at = now
         metadata_changed = new_metadata is not None and new_metadata != conversation.metadata
@@ -468,56 +465,50 @@ class RunOutcome:
     vendor_conversation_id: str = ""
     generated_titles: dict[str, str] | None = None
 
+    def tool_call_rows(self, message_id: UUID | str, now: Any) -> list[ToolCall]:
+        return [
+            ToolCall(
+                message_id=message_id,
+                index=i,
+                call_id=call.call_id,
+                name=call.name,
+                arguments=call.arguments,
+                arguments_json=call.parsed_arguments(),
+                result=call.result,
+                status=call.status,
+                created_at=call.created_at or now,
+                completed_at=call.completed_at,
+            )
+            for i, call in enumerate(self.tool_calls)
+        ]
 
-def finish_run(message_id: UUID | str, outcome: RunOutcome) -> Message:
-    """Write the run's final state in a few queries, whatever the number of deltas."""
+
+def finish_run(message_id: UUID | str, conversation_id: UUID | str,
+               outcome: RunOutcome) -> Any:
+    """Write the run's final state in 2-3 queries, whatever the number of deltas; returns the
+    completion time. The reply's JSON is built by the relay from what it holds in memory."""
     now = timezone.now()
     with transaction.atomic():
-        message = Message.objects.select_related("conversation").get(pk=message_id)
-        message.content = outcome.content
-        message.status = outcome.status
-        message.error_code = outcome.error_code
-        message.error_message = outcome.error_message
-        message.usage = outcome.usage
-        message.extra = {**(message.extra or {}), **outcome.extra}
-        message.ttft_ms = outcome.ttft_ms
-        message.completed_at = now
-        message.heartbeat_at = None
-        message.save(
-            update_fields=[
-                "content", "status", "error_code", "error_message", "usage", "extra",
-                "ttft_ms", "completed_at", "heartbeat_at",
-            ]
+        Message.objects.filter(pk=message_id).update(
+            content=outcome.content,
+            status=outcome.status,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            usage=outcome.usage,
+            extra=outcome.extra,
+            ttft_ms=outcome.ttft_ms,
+            completed_at=now,
+            heartbeat_at=None,
         )
         if outcome.tool_calls:
-            ToolCall.objects.bulk_create(
-                [
-                    ToolCall(
-                        message=message,
-                        index=i,
-                        call_id=call.call_id,
-                        name=call.name,
-                        arguments=call.arguments,
-                        arguments_json=call.parsed_arguments(),
-                        result=call.result,
-                        status=call.status,
-                        created_at=call.created_at or now,
-                        completed_at=call.completed_at,
-                    )
-                    for i, call in enumerate(outcome.tool_calls)
-                ]
-            )
-        conversation = message.conversation
-        fields = ["updated_at"]
-        conversation.updated_at = now
+            ToolCall.objects.bulk_create(outcome.tool_call_rows(message_id, now))
+        changes: dict[str, Any] = {"updated_at": now}
         if outcome.vendor_conversation_id:
-            conversation.vendor_conversation_id = outcome.vendor_conversation_id
-            fields.append("vendor_conversation_id")
+            changes["vendor_conversation_id"] = outcome.vendor_conversation_id
         if outcome.generated_titles:
-            conversation.generated_titles = outcome.generated_titles
-            fields.append("generated_titles")
-        conversation.save(update_fields=fields)
-    return Message.objects.prefetch_related("tool_calls").get(pk=message.pk)
+            changes["generated_titles"] = outcome.generated_titles
+        Conversation.objects.filter(pk=conversation_id).update(**changes)
+    return now
 
 
 def set_vendor_conversation_id(conversation_id: UUID | str, vendor_id: str) -> None:

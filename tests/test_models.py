@@ -56,7 +56,7 @@ def test_it_keeps_client_ids_unique_per_conversation(conversation: Conversation)
 
 def test_it_builds_history_without_failed_replies(conversation: Conversation, alice: Any):
     first = services.accept_user_message(conversation.id, alice, content="one")
-    services.finish_run(first.assistant_message.id, services.RunOutcome(
+    services.finish_run(first.assistant_message.id, conversation.id, services.RunOutcome(
         status="failed", content="", error_code="vendor_timeout", error_message="t"))
     second = services.accept_user_message(conversation.id, alice, content="two",
                                           client_id="c2")
