@@ -24,5 +24,10 @@ urlpatterns = [
         api.conversation_detail,
         name="api_conversation",
     ),
+    path(
+        "api/v1/messages/<uuid:message_id>/feedback",
+        api.message_feedback,
+        name="api_message_feedback",
+    ),
     path("api/<path:rest>", api.not_found),
 ]

@@ -64,8 +64,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return api_error(429, "rate_limited", "Too many requests; wait a minute.")
             try:
                 return handler(request, *args, **kwargs)
-            except Http404:
-                return api_error(404, "not_found", "No such conversation.")
+            except Http404 as exc:
+                return api_error(404, "not_found", str(exc) or "Not found.")
             except services.InvalidInput as exc:
                 status = exc.status
                 if exc.code == "invalid" and exc.field and status == 400:
@@ -123,7 +123,8 @@ class Conversations:
         if not page.isdigit() or int(page) < 1:
             raise services.InvalidInput("invalid", "page must be a positive integer.", field="page")
         page_obj = services.list_conversations(
-            request.user, q=request.GET.get("q", "")[:200], archived=archived, page=int(page)
+            request.user, q=request.GET.get("q", "")[:200], archived=archived, page=int(page),
+            external_user_id=request.GET.get("external_user_id", "")[:255],
         )
         return JsonResponse(
             {
@@ -178,6 +179,25 @@ class ConversationDetail:
 
 conversations = api_view("GET", "POST")(Conversations)  # type: ignore[arg-type]
 conversation_detail = api_view("GET", "PATCH", "DELETE")(ConversationDetail)  # type: ignore[arg-type]
+
+
+class MessageFeedback:
+    @staticmethod
+    def put(request: HttpRequest, message_id: UUID) -> HttpResponse:
+        body = _json_body(request)
+        _unknown_fields(body, {"score", "comment"})
+        feedback = services.set_feedback(
+            request.user, message_id, body.get("score"), body.get("comment", "")
+        )
+        return JsonResponse({"score": feedback.score, "comment": feedback.comment})
+
+    @staticmethod
+    def delete(request: HttpRequest, message_id: UUID) -> HttpResponse:
+        services.clear_feedback(request.user, message_id)
+        return HttpResponse(status=204)
+
+
+message_feedback = api_view("PUT", "DELETE")(MessageFeedback)  # type: ignore[arg-type]
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

@@ -64,7 +64,18 @@ def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> 
         "completed_at": _iso(message.completed_at),
         "ttft_ms": message.ttft_ms,
         "extra": message.extra,
+        "feedback": _feedback_json(message),
     }
+
+
+def _feedback_json(message: Message) -> dict[str, Any] | None:
+    # Read only when loaded (select_related/prefetch in transcript()): never a query per message.
+    if message.role != Message.Role.ASSISTANT or "feedback" not in message._state.fields_cache:
+        return None
+    feedback = message._state.fields_cache["feedback"]
+    if feedback is None:
+        return None
+    return {"score": feedback.score, "comment": feedback.comment}
 
 
 def error_frame(code: str, message: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 # 16 KB serialized is the issue's cap for conversation metadata: enough for a customer record,
 # small enough to send with every vendor call.
@@ -93,6 +94,22 @@ class Agent(models.Model):
         return os.environ.get(self.token_env) if self.token_env else None
 
 
+class Label(models.Model):
+    """A reviewer's tag on a conversation ("refund", "hallucination"...), managed in the admin."""
+
+    name = models.CharField(max_length=64, unique=True)
+    color = models.CharField(
+        max_length=7, default="#6b7280",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour such as #1f6feb.")],
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def for_user(self, user: Any) -> ConversationQuerySet:
         if not user.is_authenticated:
@@ -129,12 +146,34 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    class ReviewStatus(models.TextChoices):
+        UNREVIEWED = "unreviewed", _("Unreviewed")
+        REVIEWED = "reviewed", _("Reviewed")
+        FLAGGED = "flagged", _("Flagged")
+
+    review_status = models.CharField(
+        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    labels = models.ManyToManyField(Label, blank=True, related_name="conversations")
+    review_notes = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
     objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at"]
         indexes = [
             models.Index(fields=["owner", "archived", "-updated_at"], name="conv_owner_list"),
+            models.Index(fields=["-updated_at"], name="conv_recent"),
+            models.Index(fields=["review_status", "-updated_at"], name="conv_review"),
+        ]
+        permissions = [
+            ("export_conversation", "Can export conversations"),
+            ("view_stats", "Can view agent statistics"),
         ]
 
     def __str__(self) -> str:
@@ -161,7 +200,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         return self.filter(status=Message.Status.STREAMING)
 
     def transcript(self) -> MessageQuerySet:
-        return self.order_by("seq").prefetch_related("tool_calls")
+        return self.order_by("seq").select_related("feedback").prefetch_related("tool_calls")
 
 
 class Message(models.Model):
@@ -253,3 +292,27 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}({self.call_id})"
+
+
+class Feedback(models.Model):
+    """A thumbs up / down (and optional comment) on an assistant reply, by the conversation's
+    owner; one per reply, changeable."""
+
+    class Score(models.IntegerChoices):
+        DOWN = -1, _("Thumbs down")
+        UP = 1, _("Thumbs up")
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback"
+    )
+    score = models.SmallIntegerField(choices=Score.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+
+    def __str__(self) -> str:
+        return f"{'+' if self.score > 0 else '-'}1 on {self.message_id}"

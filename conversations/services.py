@@ -26,6 +26,7 @@ from conversations.models import (
     METADATA_MAX_BYTES,
     Agent,
     Conversation,
+    Feedback,
     Message,
     ToolCall,
     metadata_size,
@@ -222,9 +223,18 @@ def create_conversation(
 
 
 def list_conversations(
-    user: Any, *, q: str = "", archived: bool = False, page: Any = 1, per_page: int = PAGE_SIZE
+    user: Any,
+    *,
+    q: str = "",
+    archived: bool = False,
+    page: Any = 1,
+    per_page: int = PAGE_SIZE,
+    external_user_id: str = "",
 ) -> Page:
     qs = Conversation.objects.for_user(user).filter(archived=archived).select_related("agent")
+    if external_user_id:
+        # "All conversations about this customer".
+        qs = qs.filter(external_user_id=external_user_id)
     qs = qs.search(q).order_by("-updated_at", "-pk")
     return Paginator(qs, per_page).get_page(page)
 
@@ -612,3 +622,49 @@ def accept_interrupt_answer(
         },
     )
     return AcceptedMessage(user_message, assistant, request, conversation)
+
+
+
+# Feedback ------------------------------------------------------------------------------------
+
+# A comment is a sentence or a paragraph about one reply; 2,000 characters is plenty.
+FEEDBACK_COMMENT_MAX_CHARS = 2_000
+
+
+def set_feedback(user: Any, message_id: UUID | str, score: Any, comment: Any = "") -> Feedback:
+    """Thumbs up (1) / down (-1) with an optional comment on one of the user's assistant replies;
+    calling again changes it. Other users' replies answer 404."""
+    if score not in (1, -1) or isinstance(score, bool):
+        raise InvalidInput("invalid", "score must be 1 (thumbs up) or -1 (thumbs down).",
+                           field="score")
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        raise InvalidInput("invalid", "comment must be a string.", field="comment")
+    comment = comment.strip()
+    if len(comment) > FEEDBACK_COMMENT_MAX_CHARS:
+        raise InvalidInput("invalid", f"The comment must be at most "
+                           f"{FEEDBACK_COMMENT_MAX_CHARS:,} characters.", field="comment")
+    try:
+        message = Message.objects.select_related("conversation").get(
+            pk=message_id, conversation__owner=user, role=Message.Role.ASSISTANT
+        )
+    except (Message.DoesNotExist, ValidationError, ValueError):
+        raise Http404("No such reply.") from None
+    if message.status == Message.Status.STREAMING:
+        raise InvalidInput("invalid", "Wait for the reply to finish before rating it.",
+                           status=409)
+    feedback, _ = Feedback.objects.update_or_create(
+        message=message, defaults={"author": user, "score": score, "comment": comment}
+    )
+    return feedback
+
+
+def clear_feedback(user: Any, message_id: UUID | str) -> None:
+    deleted, _ = Feedback.objects.filter(
+        message_id=message_id, message__conversation__owner=user
+    ).delete()
+    if not deleted and not Message.objects.filter(
+        pk=message_id, conversation__owner=user
+    ).exists():
+        raise Http404("No such reply.")
