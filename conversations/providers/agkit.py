@@ -107,18 +107,8 @@ class AGKitProvider(Provider):
 
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
-        base_url = self.base_url(agent, self.default_base_url)
-        if not base_url:
-            raise VendorError(
-                ErrorCode.AGENT_MISCONFIGURED,
-                f"Agent {agent.slug!r} has no base URL "
-                "(e.g. https://your-env-id.api.tcloudbasegateway.com).",
-            )
-        problems = self.validate_options(agent.options)
-        if problems:
-            raise VendorError(
-                ErrorCode.AGENT_MISCONFIGURED, f"Agent {agent.slug!r}: {'; '.join(problems)}."
-            )
+        base_url = self.require_base_url(agent, "https://your-env-id.api.tcloudbasegateway.com")
+        self.check_options(agent)
         agent_id = quote(str(agent.options["agent_id"]), safe="")
         conversation_id = request.vendor_conversation_id or request.conversation_id
         async with (

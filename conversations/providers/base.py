@@ -114,6 +114,24 @@ class Provider:
 
     # Helpers shared by providers -------------------------------------------------------------
 
+    def check_options(self, agent: AgentConfig) -> None:
+        """Refuse to call the vendor for an agent whose options are incomplete."""
+        problems = self.validate_options(agent.options)
+        if problems:
+            raise VendorError(
+                ErrorCode.AGENT_MISCONFIGURED, f"Agent {agent.slug!r}: {'; '.join(problems)}."
+            )
+
+    def require_base_url(self, agent: AgentConfig, example: str) -> str:
+        """The agent's base URL (or the vendor's default); `agent_misconfigured` when neither."""
+        base_url = self.base_url(agent, self.default_base_url)
+        if not base_url:
+            raise VendorError(
+                ErrorCode.AGENT_MISCONFIGURED,
+                f"Agent {agent.slug!r} has no base URL (e.g. {example}).",
+            )
+        return base_url
+
     @staticmethod
     def auth_headers(agent: AgentConfig) -> dict[str, str]:
         token = agent.token()

@@ -274,11 +274,7 @@ class DimedoveProvider(Provider):
     # Options -----------------------------------------------------------------------------------
 
     def _app_url(self, agent: AgentConfig) -> str:
-        problems = self.validate_options(agent.options)
-        if problems:
-            raise VendorError(
-                ErrorCode.AGENT_MISCONFIGURED, f"Agent {agent.slug!r}: {'; '.join(problems)}."
-            )
+        self.check_options(agent)
         base_url = self.base_url(agent, self.default_base_url)
         # The OpenAPI server URL (https://api.dimedove.com/v1) is what people copy; the path
         # below carries the version, so a base URL ending in it is taken as the host root.

@@ -218,11 +218,7 @@ class DynamiqProvider(Provider):
 
     def _check_agent(self, agent: AgentConfig) -> None:
         _require_base_url(agent)
-        problems = self.validate_options(agent.options)
-        if problems:
-            raise VendorError(
-                ErrorCode.AGENT_MISCONFIGURED, f"Agent {agent.slug!r}: {'; '.join(problems)}."
-            )
+        self.check_options(agent)
 
     async def _events(self, request: RunRequest, run: _Run) -> AsyncIterator[ProviderEvent]:
         agent = request.agent

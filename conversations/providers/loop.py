@@ -56,11 +56,7 @@ class LoopProvider(Provider):
 
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
-        problems = self.validate_options(agent.options)
-        if problems:
-            raise VendorError(
-                ErrorCode.AGENT_MISCONFIGURED, f"Agent {agent.slug!r}: {'; '.join(problems)}."
-            )
+        self.check_options(agent)
         root = self._root(agent)
         mode = agent.options.get("mode") or DEFAULT_MODE
         headers = self.auth_headers(agent)

@@ -44,17 +44,8 @@ class OpenAIProvider(Provider):
 
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
-        base_url = self.base_url(agent, self.default_base_url)
-        if not base_url:
-            raise VendorError(
-                ErrorCode.AGENT_MISCONFIGURED,
-                f"Agent {agent.slug!r} has no base URL (e.g. https://api.openai.com/v1).",
-            )
-        problems = self.validate_options(agent.options)
-        if problems:
-            raise VendorError(
-                ErrorCode.AGENT_MISCONFIGURED, f"Agent {agent.slug!r}: {'; '.join(problems)}."
-            )
+        base_url = self.require_base_url(agent, "https://api.openai.com/v1")
+        self.check_options(agent)
         async with (
             build_client(self.timeouts) as client,
             open_sse(
