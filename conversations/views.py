@@ -3,6 +3,7 @@ rename / archive / delete actions. Thin: every change goes through `services`.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import urlencode
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
@@ -19,27 +21,49 @@ from conversations.forms import NewConversationForm, RenameForm
 from conversations.frames import conversation_json, message_json
 
 
+def _query(**params: str) -> str:
+    """A query string (no leading "?") of the non-empty `params`, in the given order."""
+    return urlencode({name: value for name, value in params.items() if value})
+
+
 def _sidebar(request: HttpRequest, current_id: UUID | None = None) -> dict[str, Any]:
     q = request.GET.get("q", "")[:200]
     show_archived = request.GET.get("archived") == "1"
+    # "All conversations about this customer": the conversations' external user id.
+    customer = request.GET.get("customer", "").strip()[: services.EXTERNAL_USER_ID_MAX_CHARS]
     page_obj = services.list_conversations(
-        request.user, q=q, archived=show_archived, page=request.GET.get("page", 1)
+        request.user, q=q, archived=show_archived, page=request.GET.get("page", 1),
+        external_user_id=customer,
     )
+    archived = "1" if show_archived else ""
     return {
         "conversations": page_obj.object_list,
         "page_obj": page_obj,
         "q": q,
         "show_archived": show_archived,
+        "customer": customer,
         "current_id": current_id,
+        # Query strings for the sidebar's links, each keeping the other filters.
+        "filter_query": _query(q=q, archived=archived, customer=customer),
+        "active_query": _query(q=q, customer=customer),
+        "archived_query": _query(archived="1", q=q, customer=customer),
+        "without_customer_query": _query(q=q, archived=archived),
+        # Conversation links keep the customer filter, so the list stays the same there.
+        "chat_query": _query(customer=customer),
     }
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    sidebar = _sidebar(request)
+    # Filtered by customer: a new conversation is most likely about that customer too.
+    initial = {"external_user_id": sidebar["customer"]} if sidebar["customer"] else {}
+    form = NewConversationForm(initial=initial)
     return render(
         request,
         "conversations/home.html",
-        {**_sidebar(request), "form": NewConversationForm()},
+        # `agents`: the template offers the form only when there is an agent to talk to.
+        {**sidebar, "form": form, "agents": form.fields["agent"].queryset.exists()},
     )
 
 
@@ -84,6 +108,7 @@ def chat(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
             "conversation": conversation,
             "rename_form": RenameForm(initial={"title": conversation.title}),
             "initial_state": initial_state,
+            "metadata_json": json.dumps(conversation.metadata, indent=2, ensure_ascii=False),
         },
     )
 

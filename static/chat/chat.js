@@ -56,6 +56,15 @@ const INTERRUPT_SCHEMA_FIELDS = ["responseSchema", "fields"];
 const DECLINE_OPTION = /^(reject|deny|decline|refuse|cancel|no)\b/i;
 // A failed reply no retry can fix: the vendor forgot the conversation.
 const CONVERSATION_LOST_CODE = "vendor_conversation_lost";
+// Replies that can be rated: finished ones, whatever the outcome (never while streaming).
+const FEEDBACK_STATUSES = new Set(["completed", "failed", "canceled"]);
+// Matches services.FEEDBACK_COMMENT_MAX_CHARS.
+const FEEDBACK_COMMENT_MAX_CHARS = 2_000;
+// From this width the customer context is a column beside the transcript (collapsible);
+// below it, a drawer opened with #context-toggle.
+const CONTEXT_WIDE_QUERY = "(min-width: 1100px)";
+const CONTEXT_COLLAPSED_KEY = "chatsite.contextCollapsed";
+const SAVED_VISIBLE_MS = 4_000;
 
 // ---- Page hooks --------------------------------------------------------------------------------
 
@@ -84,6 +93,19 @@ const els = {
   counter: $("composer-counter"),
   send: $("send-button"),
   stop: $("stop-button"),
+  externalUser: $("conversation-external-user"),
+  externalUserWrap: $("conversation-external-user-wrap"),
+  contextPanel: $("context-panel"),
+  contextToggle: $("context-toggle"),
+  contextClose: $("context-close"),
+  contextBackdrop: $("context-backdrop"),
+  contextForm: $("context-form"),
+  contextExternal: $("context-external-user-id"),
+  contextMetadata: $("context-metadata"),
+  contextError: $("context-error"),
+  contextSave: $("context-save"),
+  contextStatus: $("context-status"),
+  customerLink: document.querySelector("#context-panel a.customer-conversations"),
 };
 // Where "Start a new conversation" leads (the template fills in the URL).
 const newConversationUrl = els.transcript.closest("[data-new-url]")?.dataset.newUrl || "";
@@ -144,6 +166,24 @@ const strings = {
   start_new_conversation: "Start a new conversation",
   show_sidebar: "Show conversations",
   hide_sidebar: "Hide conversations",
+  feedback_label: "Rate this reply",
+  feedback_up: "Good reply",
+  feedback_down: "Bad reply",
+  feedback_comment_label: "Comment (optional)",
+  feedback_comment_placeholder: "What was good or wrong about this reply?",
+  feedback_add_comment: "Add a comment",
+  feedback_save: "Save comment",
+  feedback_cancel: "Cancel",
+  feedback_saved: "Thanks — saved.",
+  feedback_cleared: "Rating removed.",
+  request_network_error: "The server can't be reached — try again.",
+  request_failed: "The request failed (HTTP {status}).",
+  context_saving: "Saving…",
+  context_saved: "Saved",
+  context_metadata_invalid: "Metadata is not valid JSON: {error}",
+  context_metadata_not_object: 'Metadata must be a JSON object, like {"plan": "gold"}.',
+  show_context: "Show the customer context",
+  hide_context: "Hide the customer context",
 };
 for (const el of $("chat-strings")?.content.querySelectorAll("[data-key]") ?? []) {
   const text = el.textContent.trim();
@@ -391,6 +431,9 @@ const state = {
   // for `interrupt.resume` the interrupt it answered.
   lastRequest: null,
   lastInterruptId: null,
+  // Per reply, the feedback controls' state on this page: message id ->
+  // { open (comment form shown), busy (a request in flight), error, note (success text) }.
+  feedbackUi: new Map(),
 };
 
 function normalizeMessage(raw) {
@@ -401,7 +444,13 @@ function normalizeMessage(raw) {
     contentLength: codePointLength(content),
     tool_calls: Array.isArray(raw.tool_calls) ? raw.tool_calls.map((c) => ({ ...c })) : [],
     extra: raw.extra && typeof raw.extra === "object" ? { ...raw.extra } : {},
+    feedback: normalizeFeedback(raw.feedback),
   };
+}
+
+function normalizeFeedback(raw) {
+  if (!raw || typeof raw !== "object" || (raw.score !== 1 && raw.score !== -1)) return null;
+  return { score: raw.score, comment: typeof raw.comment === "string" ? raw.comment : "" };
 }
 
 function optimisticMessage(outbox) {
@@ -548,6 +597,56 @@ function findToolCall(message, id, name) {
   return call;
 }
 
+// ---- JSON API ----------------------------------------------------------------------------------
+
+// The API's URL for one reply's feedback, with a placeholder id (see chat.html).
+const FEEDBACK_URL_PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
+const feedbackUrlTemplate = els.transcript.closest("[data-feedback-url]")?.dataset.feedbackUrl
+  || `/api/v1/messages/${FEEDBACK_URL_PLACEHOLDER}/feedback`;
+
+function csrfToken() {
+  for (const part of document.cookie.split(";")) {
+    const [name, ...rest] = part.trim().split("=");
+    if (name === "csrftoken") return decodeURIComponent(rest.join("="));
+  }
+  // No readable cookie (CSRF_USE_SESSIONS, HttpOnly): the token the page's forms carry.
+  return document.querySelector('input[name="csrfmiddlewaretoken"]')?.value ?? "";
+}
+
+// fetch() with the session cookie and the CSRF header. Resolves to { ok, status, data } or
+// { ok: false, status, code, field, error } with a message for people; never rejects.
+async function apiRequest(method, url, body) {
+  const headers = { Accept: "application/json", "X-CSRFToken": csrfToken() };
+  const init = { method, headers, credentials: "same-origin" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch {
+    return { ok: false, status: 0, code: "network", field: null, error: t("request_network_error") };
+  }
+  let data = null;
+  if (response.status !== 204) {
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+  }
+  if (response.ok) return { ok: true, status: response.status, data };
+  const error = data && typeof data.error === "object" ? data.error : null;
+  return {
+    ok: false,
+    status: response.status,
+    code: typeof error?.code === "string" ? error.code : null,
+    field: typeof error?.details?.field === "string" ? error.details.field : null,
+    error: typeof error?.message === "string" && error.message ? error.message : t("request_failed", { status: response.status }),
+  };
+}
+
 // ---- Rendering ---------------------------------------------------------------------------------
 
 // One view per message id: the article and the parts updated in place, so open tool-call
@@ -578,6 +677,7 @@ function createView(message) {
     tag: null,
     reasoning: null,
     interrupt: null,
+    feedback: null,
     toolViews: new Map(),
     dataViews: new Map(),
     rendered: { content: null, role: null, footer: null, interrupt: null, reasoning: null, time: null },
@@ -631,6 +731,7 @@ function renderMessage(message, view) {
   renderData(message, view);
   renderFooter(message, view);
   renderInterrupt(message, view);
+  renderFeedback(message, view);
   view.lastRenderAt = performance.now();
 }
 
@@ -949,7 +1050,8 @@ function renderInterrupt(message, view) {
     box.textContent = error;
     card.append(box);
   }
-  view.el.append(card);
+  // Above the feedback controls, which stay last.
+  view.el.insertBefore(card, view.feedback?.el ?? null);
   view.interrupt = card;
 }
 
@@ -993,6 +1095,239 @@ function interruptForm(message, interrupt, structured, disabled) {
   button.disabled = disabled;
   form.append(label, area, button);
   return form;
+}
+
+// ---- Feedback on replies -----------------------------------------------------------------------
+
+// Thumbs up / down and an optional comment under every finished reply. The controls are built
+// once per reply and updated in place, so focus and a half-typed comment survive re-renders.
+// Only this page learns of a change: other open tabs show it after their next sync (reload or
+// reconnect), as the server broadcasts no frame for feedback.
+
+function feedbackUi(id) {
+  let ui = state.feedbackUi.get(id);
+  if (!ui) {
+    ui = { open: false, busy: false, error: null, note: null, noteTimer: null };
+    state.feedbackUi.set(id, ui);
+  }
+  return ui;
+}
+
+function canRate(message) {
+  return message.role === "assistant" && FEEDBACK_STATUSES.has(message.status) && !String(message.id).startsWith("local:");
+}
+
+function renderFeedback(message, view) {
+  if (!canRate(message)) {
+    view.feedback?.el.remove();
+    view.feedback = null;
+    return;
+  }
+  if (!view.feedback) {
+    view.feedback = createFeedbackView(message.id);
+    view.el.append(view.feedback.el);
+  }
+  updateFeedbackView(message, view.feedback);
+}
+
+// Feather's thumbs-up / thumbs-down outlines (MIT): drawn, so no emoji font is needed.
+const THUMB_PATHS = {
+  up: "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3",
+  down: "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3zm7-13h2.67A2.31 2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17",
+};
+
+function thumbIcon(direction) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.classList.add("feedback-icon");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", THUMB_PATHS[direction]);
+  svg.append(path);
+  return svg;
+}
+
+function thumbButton(className, direction, label) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `button button-small feedback-thumb ${className}`;
+  button.title = label;
+  button.setAttribute("aria-pressed", "false");
+  const icon = thumbIcon(direction);
+  const text = document.createElement("span");
+  text.className = "visually-hidden";
+  text.textContent = label;
+  button.append(icon, text);
+  return button;
+}
+
+function createFeedbackView(id) {
+  const el = document.createElement("div");
+  el.className = "feedback";
+  const bar = document.createElement("div");
+  bar.className = "feedback-bar";
+  bar.setAttribute("role", "group");
+  bar.setAttribute("aria-label", t("feedback_label"));
+  const up = thumbButton("feedback-up", "up", t("feedback_up"));
+  const down = thumbButton("feedback-down", "down", t("feedback_down"));
+  const addComment = document.createElement("button");
+  addComment.type = "button";
+  addComment.className = "button button-link button-small feedback-add-comment";
+  addComment.textContent = t("feedback_add_comment");
+  addComment.hidden = true;
+  const note = document.createElement("span");
+  note.className = "feedback-note";
+  note.setAttribute("role", "status");
+  const error = document.createElement("span");
+  error.className = "feedback-error";
+  error.setAttribute("role", "alert");
+  bar.append(up, down, addComment, note, error);
+
+  const form = document.createElement("form");
+  form.className = "feedback-form";
+  form.hidden = true;
+  const fieldId = `feedback-comment-${id}`;
+  const label = document.createElement("label");
+  label.htmlFor = fieldId;
+  label.className = "feedback-comment-label";
+  label.textContent = t("feedback_comment_label");
+  const comment = document.createElement("textarea");
+  comment.id = fieldId;
+  comment.className = "feedback-comment";
+  comment.rows = 2;
+  comment.maxLength = FEEDBACK_COMMENT_MAX_CHARS;
+  comment.placeholder = t("feedback_comment_placeholder");
+  const actions = document.createElement("div");
+  actions.className = "feedback-actions";
+  const save = document.createElement("button");
+  save.type = "submit";
+  save.className = "button button-primary button-small feedback-save";
+  save.textContent = t("feedback_save");
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "button button-small feedback-cancel";
+  cancel.textContent = t("feedback_cancel");
+  actions.append(save, cancel);
+  form.append(label, comment, actions);
+  el.append(bar, form);
+  return { el, up, down, addComment, note, error, form, comment, save, cancel, appliedComment: null };
+}
+
+function updateFeedbackView(message, fv) {
+  const ui = feedbackUi(message.id);
+  const feedback = message.feedback;
+  const score = feedback?.score ?? 0;
+  const comment = feedback?.comment ?? "";
+  fv.el.dataset.score = String(score);
+  fv.el.setAttribute("aria-busy", String(ui.busy));
+  fv.up.setAttribute("aria-pressed", String(score === 1));
+  fv.down.setAttribute("aria-pressed", String(score === -1));
+  // The box keeps what the user is typing; otherwise it shows the stored comment.
+  const editing = !fv.form.hidden && fv.appliedComment !== null && fv.comment.value !== fv.appliedComment;
+  if (!editing && fv.comment.value !== comment) fv.comment.value = comment;
+  fv.appliedComment = comment;
+  const showForm = feedback !== null && (ui.open || comment !== "");
+  fv.form.hidden = !showForm;
+  fv.addComment.hidden = feedback === null || showForm;
+  fv.comment.readOnly = ui.busy;
+  if (fv.error.textContent !== (ui.error ?? "")) fv.error.textContent = ui.error ?? "";
+  if (fv.note.textContent !== (ui.note ?? "")) fv.note.textContent = ui.note ?? "";
+}
+
+function feedbackUrl(messageId) {
+  return feedbackUrlTemplate.replace(FEEDBACK_URL_PLACEHOLDER, encodeURIComponent(messageId));
+}
+
+function showFeedbackNote(messageId, ui, text) {
+  clearTimeout(ui.noteTimer);
+  ui.note = text;
+  ui.noteTimer = text
+    ? setTimeout(() => {
+      ui.note = null;
+      if (views.has(messageId)) renderNow(messageId);
+    }, SAVED_VISIBLE_MS)
+    : null;
+}
+
+// A thumb: choosing one records it at once (keeping the comment) and opens the comment form;
+// the one already chosen takes the rating back.
+async function rateReply(messageId, score) {
+  const message = state.byId.get(messageId);
+  if (!message || !canRate(message)) return;
+  const ui = feedbackUi(messageId);
+  if (ui.busy) return;
+  const clearing = message.feedback?.score === score;
+  ui.busy = true;
+  ui.error = null;
+  showFeedbackNote(messageId, ui, null);
+  renderNow(messageId);
+  const result = clearing
+    ? await apiRequest("DELETE", feedbackUrl(messageId))
+    : await apiRequest("PUT", feedbackUrl(messageId), { score, comment: message.feedback?.comment ?? "" });
+  ui.busy = false;
+  // A sync may have replaced the message object meanwhile.
+  const latest = state.byId.get(messageId);
+  if (!latest) return;
+  const fv = views.get(messageId)?.feedback;
+  if (result.ok) {
+    if (clearing) {
+      latest.feedback = null;
+      ui.open = false;
+      if (fv) fv.comment.value = "";
+      showFeedbackNote(messageId, ui, t("feedback_cleared"));
+    } else {
+      latest.feedback = normalizeFeedback(result.data) ?? { score, comment: "" };
+      ui.open = true;
+    }
+  } else {
+    ui.error = result.error;
+  }
+  renderNow(messageId);
+  if (result.ok && !clearing && fv && !fv.form.hidden && !fv.comment.value) fv.comment.focus({ preventScroll: true });
+}
+
+async function saveFeedbackComment(messageId) {
+  const message = state.byId.get(messageId);
+  const fv = views.get(messageId)?.feedback;
+  if (!message?.feedback || !fv) return;
+  const ui = feedbackUi(messageId);
+  if (ui.busy) return;
+  ui.busy = true;
+  ui.error = null;
+  showFeedbackNote(messageId, ui, null);
+  renderNow(messageId);
+  const comment = fv.comment.value.trim();
+  const result = await apiRequest("PUT", feedbackUrl(messageId), { score: message.feedback.score, comment });
+  ui.busy = false;
+  const latest = state.byId.get(messageId);
+  if (!latest) return;
+  if (result.ok) {
+    latest.feedback = normalizeFeedback(result.data) ?? { score: message.feedback.score, comment };
+    fv.comment.value = latest.feedback.comment;
+    ui.open = false;
+    showFeedbackNote(messageId, ui, t("feedback_saved"));
+  } else {
+    ui.error = result.error;
+  }
+  const hadFocus = fv.form.contains(document.activeElement);
+  renderNow(messageId);
+  // An empty comment closes the form: keep the focus on the rating.
+  if (hadFocus && fv.form.hidden) (latest.feedback?.score === 1 ? fv.up : fv.down).focus({ preventScroll: true });
+}
+
+function cancelFeedbackComment(messageId) {
+  const fv = views.get(messageId)?.feedback;
+  const ui = feedbackUi(messageId);
+  if (!fv || ui.busy) return;
+  ui.open = false;
+  ui.error = null;
+  fv.comment.value = fv.appliedComment ?? "";
+  renderNow(messageId);
+  if (fv.form.hidden) fv.addComment.focus({ preventScroll: true });
 }
 
 // Puts the DOM in the order of state.messages, creating and dropping views as needed.
@@ -1110,6 +1445,15 @@ function updateConversation(conversation) {
       els.archiveButton.textContent = c.archived ? els.archiveButton.dataset.labelUnarchive : els.archiveButton.dataset.labelArchive;
     }
   }
+  if (typeof c.external_user_id === "string") {
+    if (els.externalUser) els.externalUser.textContent = c.external_user_id;
+    if (els.externalUserWrap) els.externalUserWrap.hidden = !c.external_user_id;
+    if (els.customerLink) {
+      els.customerLink.hidden = !c.external_user_id;
+      els.customerLink.href = customerConversationsUrl(c.external_user_id);
+    }
+  }
+  if ("external_user_id" in conversation || "metadata" in conversation) showContextFields(c, false);
   // Keep the rename box in step unless the user is editing it.
   const renameInput = els.renameForm?.querySelector('input[name="title"]');
   if (renameInput && !els.renamePanel?.open && typeof c.title === "string") {
@@ -1256,6 +1600,21 @@ els.stop.addEventListener("click", () => {
 
 // Delegated handlers for controls inside messages (rebuilt on render, so no per-node listeners).
 els.transcript.addEventListener("click", async (event) => {
+  const feedbackControl = event.target.closest(".feedback-thumb, .feedback-add-comment, .feedback-cancel");
+  if (feedbackControl) {
+    const id = feedbackControl.closest(".message")?.dataset.messageId;
+    if (!id) return;
+    if (feedbackControl.classList.contains("feedback-cancel")) {
+      cancelFeedbackComment(id);
+    } else if (feedbackControl.classList.contains("feedback-add-comment")) {
+      feedbackUi(id).open = true;
+      renderNow(id);
+      views.get(id)?.feedback?.comment.focus();
+    } else {
+      rateReply(id, feedbackControl.classList.contains("feedback-up") ? 1 : -1);
+    }
+    return;
+  }
   const copy = event.target.closest(".copy-button");
   if (copy) {
     const code = copy.closest(".code-block")?.querySelector("pre code, pre");
@@ -1285,6 +1644,13 @@ els.transcript.addEventListener("input", (event) => {
 });
 
 els.transcript.addEventListener("submit", (event) => {
+  const feedbackForm = event.target.closest(".feedback-form");
+  if (feedbackForm) {
+    event.preventDefault();
+    const id = feedbackForm.closest(".message")?.dataset.messageId;
+    if (id) saveFeedbackComment(id);
+    return;
+  }
   const form = event.target.closest(".interrupt-form");
   if (!form) return;
   event.preventDefault();
@@ -1349,6 +1715,10 @@ function recordInterruptAnswer(answer) {
 // ---- Sidebar drawer (phones) -------------------------------------------------------------------
 
 function setSidebarOpen(open) {
+  if (open && els.layout.classList.contains("context-open")) {
+    els.layout.classList.remove("context-open");
+    syncContextToggle();
+  }
   els.layout.classList.toggle("sidebar-open", open);
   els.sidebarToggle.setAttribute("aria-expanded", String(open));
   els.sidebarToggle.title = open ? t("hide_sidebar") : t("show_sidebar");
@@ -1359,11 +1729,178 @@ function setSidebarOpen(open) {
 els.sidebarToggle?.addEventListener("click", () => setSidebarOpen(!els.layout.classList.contains("sidebar-open")));
 els.sidebarBackdrop?.addEventListener("click", () => setSidebarOpen(false));
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && els.layout.classList.contains("sidebar-open")) {
+  if (event.key !== "Escape") return;
+  if (els.layout.classList.contains("sidebar-open")) {
     setSidebarOpen(false);
     els.sidebarToggle.focus();
+  } else if (els.layout.classList.contains("context-open") && !wideContext.matches) {
+    setContextVisible(false);
   }
 });
+
+// ---- Customer context panel --------------------------------------------------------------------
+
+// The conversation's external user id and metadata, edited with the JSON API (PATCH). The server
+// broadcasts no frame for that, so this page updates its own state from the response; other open
+// tabs show the change after their next sync.
+
+const contextApiUrl = els.contextPanel?.dataset.apiUrl || "";
+const homeUrl = els.contextPanel?.dataset.homeUrl || "/";
+const wideContext = window.matchMedia(CONTEXT_WIDE_QUERY);
+const context = {
+  // What the fields last showed from the server: a field still equal to it is not being edited.
+  synced: null,
+  busy: false,
+  statusTimer: null,
+};
+
+function customerConversationsUrl(externalUserId) {
+  const url = new URL(homeUrl, location.href);
+  url.searchParams.set("customer", externalUserId);
+  return `${url.pathname}${url.search}`;
+}
+
+function metadataText(metadata) {
+  return JSON.stringify(metadata && typeof metadata === "object" && !Array.isArray(metadata) ? metadata : {}, null, 2);
+}
+
+// Fills the fields from the conversation; `force` replaces edits too (after a save).
+function showContextFields(conversation, force) {
+  if (!els.contextForm) return;
+  const external = typeof conversation.external_user_id === "string" ? conversation.external_user_id : "";
+  const metadata = metadataText(conversation.metadata);
+  const previous = context.synced;
+  if (force || !previous || els.contextExternal.value === previous.external) els.contextExternal.value = external;
+  if (force || !previous || els.contextMetadata.value === previous.metadata) els.contextMetadata.value = metadata;
+  context.synced = { external, metadata };
+}
+
+function setContextStatus(text, lasting = false) {
+  clearTimeout(context.statusTimer);
+  els.contextStatus.textContent = text;
+  if (text && !lasting) {
+    context.statusTimer = setTimeout(() => {
+      els.contextStatus.textContent = "";
+    }, SAVED_VISIBLE_MS);
+  }
+}
+
+function showContextError(text, field) {
+  els.contextError.textContent = text;
+  els.contextError.hidden = false;
+  const input = field === "metadata" ? els.contextMetadata : field === "external_user_id" ? els.contextExternal : null;
+  for (const el of [els.contextExternal, els.contextMetadata]) {
+    if (el === input) el.setAttribute("aria-invalid", "true");
+    else el.removeAttribute("aria-invalid");
+  }
+  input?.focus();
+}
+
+function clearContextError() {
+  els.contextError.textContent = "";
+  els.contextError.hidden = true;
+  els.contextExternal.removeAttribute("aria-invalid");
+  els.contextMetadata.removeAttribute("aria-invalid");
+}
+
+function setContextBusy(busy) {
+  context.busy = busy;
+  els.contextForm.setAttribute("aria-busy", String(busy));
+  els.contextExternal.readOnly = busy;
+  els.contextMetadata.readOnly = busy;
+}
+
+async function saveContext() {
+  if (context.busy) return;
+  const externalUserId = els.contextExternal.value.trim();
+  const text = els.contextMetadata.value.trim();
+  let metadata = {};
+  if (text) {
+    try {
+      metadata = JSON.parse(text);
+    } catch (error) {
+      setContextStatus("");
+      showContextError(t("context_metadata_invalid", { error: error.message }), "metadata");
+      return;
+    }
+    if (!metadata || typeof metadata !== "object" || Array.isArray(metadata)) {
+      setContextStatus("");
+      showContextError(t("context_metadata_not_object"), "metadata");
+      return;
+    }
+  }
+  clearContextError();
+  setContextBusy(true);
+  setContextStatus(t("context_saving"), true);
+  const result = await apiRequest("PATCH", contextApiUrl, { external_user_id: externalUserId, metadata });
+  setContextBusy(false);
+  if (!result.ok) {
+    setContextStatus("");
+    showContextError(result.error, result.field);
+    return;
+  }
+  updateConversation(result.data);
+  showContextFields(state.conversation, true);
+  setContextStatus(t("context_saved"));
+}
+
+function contextVisible() {
+  return wideContext.matches ? !els.layout.classList.contains("context-collapsed") : els.layout.classList.contains("context-open");
+}
+
+function syncContextToggle() {
+  const visible = contextVisible();
+  els.contextToggle.setAttribute("aria-expanded", String(visible));
+  els.contextToggle.title = visible ? t("hide_context") : t("show_context");
+  els.contextBackdrop.hidden = wideContext.matches || !visible;
+}
+
+function readContextCollapsed() {
+  try {
+    return localStorage.getItem(CONTEXT_COLLAPSED_KEY) === "1";
+  } catch {
+    return false;
+  }
+}
+
+function setContextVisible(visible, { focus = true } = {}) {
+  if (wideContext.matches) {
+    els.layout.classList.toggle("context-collapsed", !visible);
+    try {
+      if (visible) localStorage.removeItem(CONTEXT_COLLAPSED_KEY);
+      else localStorage.setItem(CONTEXT_COLLAPSED_KEY, "1");
+    } catch {
+      // Storage disabled: the choice lasts for this page only.
+    }
+  } else {
+    els.layout.classList.toggle("context-open", visible);
+    if (visible && els.layout.classList.contains("sidebar-open")) setSidebarOpen(false);
+  }
+  syncContextToggle();
+  if (!focus) return;
+  if (visible) els.contextExternal.focus();
+  else els.contextToggle.focus();
+}
+
+if (els.contextPanel && els.contextForm) {
+  els.layout.classList.toggle("context-collapsed", readContextCollapsed());
+  syncContextToggle();
+  wideContext.addEventListener("change", () => {
+    els.layout.classList.remove("context-open");
+    syncContextToggle();
+  });
+  els.contextToggle.addEventListener("click", () => setContextVisible(!contextVisible()));
+  els.contextClose?.addEventListener("click", () => setContextVisible(false));
+  els.contextBackdrop?.addEventListener("click", () => setContextVisible(false, { focus: false }));
+  els.contextForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveContext();
+  });
+  els.contextForm.addEventListener("input", (event) => {
+    if (!context.busy) setContextStatus("");
+    if (event.target.hasAttribute("aria-invalid")) event.target.removeAttribute("aria-invalid");
+  });
+}
 
 // ---- Connection --------------------------------------------------------------------------------
 
@@ -1736,6 +2273,7 @@ window.addEventListener("pageshow", (event) => {
 els.transcript.replaceChildren(); // drop the <noscript> note
 setMessages((initial.messages ?? []).map(normalizeMessage));
 updateConversation(initial.conversation);
+showContextFields(state.conversation, true);
 renderTranscript();
 scrollToBottom();
 els.input.disabled = false;
