@@ -83,10 +83,14 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Persistent connections: with CONN_MAX_AGE=0 every database_sync_to_async call of every
     # socket opens a new connection (performance.md). 60 s keeps the relay's few threads
-    # connected between flushes; health checks drop a connection PostgreSQL closed (restart,
-    # idle timeout) before it is used instead of failing the request.
+    # connected between flushes.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Health checks are off by default: Channels resets them around every database_sync_to_async
+    # call, so each ORM call paid an extra `SELECT 1` round trip (11 per 500-delta reply in
+    # `make bench`). Without them a connection PostgreSQL dropped fails one call, is marked
+    # unusable and replaced at the next (close_if_unusable_or_obsolete); the relay retries its
+    # flush. Set DB_HEALTH_CHECKS=1 where connections are often cut (a proxy with idle kills).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_HEALTH_CHECKS", default=False)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the relay's writes and page reads overlap; the 20 s busy timeout rides out a
     # flush that holds the write lock while another request writes.

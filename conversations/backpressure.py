@@ -110,6 +110,9 @@ class WriteGaugeMiddleware:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
         gauge = attach(send)
+        # The server's own send, for the relay's hot path: Channels' session wrapper adds
+        # ~18 µs per frame (measured by `make bench`) and only matters for HTTP responses.
+        scope = {**scope, "raw_send": send}
         if gauge is not None:
-            scope = {**scope, "write_gauge": gauge}
+            scope["write_gauge"] = gauge
         return await self.app(scope, receive, send)

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
@@ -34,6 +35,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     conversation_id: str
     group: str
     gauge: backpressure.WriteGauge | None = None
+    raw_send: Any = None
     closing = False
 
     async def connect(self) -> None:
@@ -56,6 +58,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         self.gauge = self.scope.get("write_gauge")
+        self.raw_send = self.scope.get("raw_send")
         await self.send_frame(fit_sync(await self._sync_frame()))
 
     async def disconnect(self, code: int) -> None:
@@ -84,7 +87,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 "too_large", "A message in this conversation is too large to show live; "
                 "reload the page to read it.")))
             return
-        await self.send(text_data=text)
+        if self.raw_send is not None:
+            await self.raw_send({"type": "websocket.send", "text": text})
+        else:
+            await self.send(text_data=text)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch hops to the database thread (close_old_connections) before every
+        message, group batches included: at 20 batches/s per viewer that one shared thread
+        became the bottleneck (`make bench`). Handlers here that touch the database go through
+        database_sync_to_async, which closes stale connections itself."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # Client -> server ------------------------------------------------------------------------
 

@@ -43,10 +43,12 @@ def tool_call_json(call: ToolCall) -> dict[str, Any]:
 
 
 def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> dict[str, Any]:
-    """`tool_calls` defaults to the message's rows: prefetch them (MessageQuerySet.transcript)
-    to avoid N+1, or pass `[]` for a message just created (no query, safe in async code)."""
+    """`tool_calls` defaults to the rows attached by services.transcript (`tool_call_rows`) or
+    prefetched; pass `[]` for a message just created (no query, safe in async code)."""
     if tool_calls is not None:
         calls = tool_calls
+    elif hasattr(message, "tool_call_rows"):
+        calls = message.tool_call_rows
     elif message.role == Message.Role.ASSISTANT:
         calls = list(message.tool_calls.all())
     else:

@@ -43,6 +43,6 @@ def test_it_selects_postgresql_and_the_redis_pubsub_layer():
                "print(d['ENGINE'], d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], "
                "s.CHANNEL_LAYERS['default']['BACKEND'])")
     assert done.stdout.split() == [
-        "django.db.backends.postgresql", "60", "True",
+        "django.db.backends.postgresql", "60", "False",
         "channels_redis.pubsub.RedisPubSubChannelLayer",
     ]
