@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from conversations import api, views
+from conversations import api, review, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,7 +18,13 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("stats/", review.stats_view, name="review_stats"),
     path("api/v1/conversations", api.conversations, name="api_conversations"),
+    path(
+        "api/v1/conversations/export",
+        review.conversation_export,
+        name="api_conversations_export",
+    ),
     path(
         "api/v1/conversations/<uuid:conversation_id>",
         api.conversation_detail,

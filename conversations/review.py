@@ -1,0 +1,260 @@
+"""The review desk outside the admin: the export API, the statistics page, and the safe markdown
+and transcript rendering that the admin's conversation page uses.
+
+Model output is untrusted. Markdown is rendered with raw HTML disabled (so `<script>` shows as
+text, as in the chat UI), then sanitized again with nh3 against an allow-list; only that output is
+marked safe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import nh3
+from django import forms
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+
+from conversations import export, stats
+from conversations.api import api_error, api_view
+from conversations.models import Conversation, Message, ToolCall
+from conversations.services import InvalidInput
+
+# Markdown ------------------------------------------------------------------------------------
+
+# The chat UI's DOMPurify allow-list (static/chat/chat.js), so reviewers see what users saw.
+ALLOWED_TAGS = {
+    "a", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
+    "pre", "code", "span", "em", "strong", "del", "s", "sup", "sub",
+    "table", "thead", "tbody", "tr", "th", "td",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"}, "code": {"class"}, "ol": {"start"}, "th": {"style"},
+    "td": {"style"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+
+def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    # An image in a reply would be fetched by the reviewer's browser the moment the page opens:
+    # a model tricked by a prompt injection can leak data through its URL. Show a link instead
+    # (the chat UI drops images altogether).
+    token = tokens[idx]
+    alt = self.renderInlineAsText(token.children or [], options, env) or token.attrGet("src")
+    return '<a href="{}">{}</a>'.format(
+        escapeHtml(str(token.attrGet("src") or "")),
+        escapeHtml(_("image: %(alt)s") % {"alt": alt}),
+    )
+
+
+_markdown = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+_markdown.add_render_rule("image", _image_as_link)
+
+
+def _keep_attribute(tag: str, name: str, value: str) -> str | None:
+    if name == "class":
+        # Only the fence's language marker, e.g. "language-python".
+        return value if value.startswith("language-") and value[9:].isalnum() else None
+    return value
+
+
+def render_markdown(text: str) -> SafeString:
+    html = _markdown.render(text or "")
+    clean = nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        attribute_filter=_keep_attribute,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        filter_style_properties={"text-align"},
+    )
+    return mark_safe(clean)  # noqa: S308 - nh3's allow-listed output
+
+
+# Transcript ----------------------------------------------------------------------------------
+
+
+def pretty_json(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+# Keys of Message.extra with a place of their own; the others are vendor data blocks.
+EXTRA_KEYS_SHOWN_APART = frozenset(
+    {"reasoning", "pending_interrupt", "interrupt_answer", "answers_interrupt"}
+)
+
+
+@dataclass
+class ToolCallView:
+    name: str
+    call_id: str
+    status: str
+    arguments: str
+    result: str | None
+
+
+@dataclass
+class MessageView:
+    message: Message
+    content_html: SafeString | None
+    duration_ms: int | None
+    tool_calls: list[ToolCallView] = field(default_factory=list)
+    data_blocks: list[tuple[str, str]] = field(default_factory=list)
+    reasoning: str = ""
+    interrupt: dict[str, Any] | None = None
+    interrupt_payload: str = ""
+    interrupt_answer: str | None = None
+    answers_interrupt: str = ""
+    feedback: Any = None
+
+    @property
+    def anchor(self) -> str:
+        return f"msg-{self.message.pk}"
+
+
+def _tool_call_view(call: ToolCall) -> ToolCallView:
+    arguments = call.arguments if call.arguments else (
+        pretty_json(call.arguments_json) if call.arguments_json is not None else ""
+    )
+    return ToolCallView(
+        name=call.name or call.call_id,
+        call_id=call.call_id,
+        status=call.status,
+        arguments=pretty_json(arguments) if arguments else "",
+        result=None if call.result is None else pretty_json(call.result),
+    )
+
+
+def message_view(message: Message) -> MessageView:
+    """Everything the transcript shows for one message; needs `tool_calls` and `feedback`
+    loaded (MessageQuerySet.transcript) to stay at a fixed number of queries."""
+    extra = message.extra if isinstance(message.extra, dict) else {}
+    duration = None
+    if message.completed_at and message.role == Message.Role.ASSISTANT:
+        duration = max(0, round((message.completed_at - message.created_at).total_seconds() * 1000))
+    view = MessageView(
+        message=message,
+        # User messages are plain text in the chat UI; only replies are markdown.
+        content_html=render_markdown(message.content)
+        if message.role == Message.Role.ASSISTANT else None,
+        duration_ms=duration,
+    )
+    if message.role == Message.Role.ASSISTANT:
+        view.tool_calls = [_tool_call_view(c) for c in message.tool_calls.all()]
+        view.feedback = getattr(message, "feedback", None)
+    view.reasoning = str(extra.get("reasoning") or "")
+    interrupt = extra.get("pending_interrupt")
+    if isinstance(interrupt, dict):
+        view.interrupt = interrupt
+        view.interrupt_payload = pretty_json(interrupt.get("payload"))
+    answer = extra.get("interrupt_answer")
+    if isinstance(answer, dict):
+        view.interrupt_answer = pretty_json(answer.get("payload"))
+    view.answers_interrupt = str(extra.get("answers_interrupt") or "")
+    view.data_blocks = [
+        (key, pretty_json(value[0] if isinstance(value, list) and len(value) == 1 else value))
+        for key, value in extra.items()
+        if key not in EXTRA_KEYS_SHOWN_APART
+    ]
+    return view
+
+
+def transcript_views(conversation: Conversation) -> list[MessageView]:
+    return [message_view(m) for m in conversation.messages.transcript()]
+
+
+# Export API ----------------------------------------------------------------------------------
+
+
+class ConversationExport:
+    @staticmethod
+    def get(request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("conversations.export_conversation"):
+            return api_error(403, "forbidden", _("You are not allowed to export conversations."))
+        export_format = request.GET.get("format", "")
+        if export_format not in export.EXPORT_FORMATS:
+            raise InvalidInput(
+                "invalid", _("format must be csv or jsonl."), field="format", status=422
+            )
+        conversations = export.filter_conversations(request.GET)
+        return export.export_response(request, conversations, export_format)
+
+
+conversation_export = api_view("GET")(ConversationExport)  # type: ignore[arg-type]
+
+
+# Statistics ----------------------------------------------------------------------------------
+
+# A year of days keeps the charts readable and the reply scan bounded.
+STATS_MAX_DAYS = 366
+STATS_DEFAULT_DAYS = 30
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class StatsRangeForm(forms.Form):
+    start = forms.DateField(label=gettext_lazy("From"), widget=DateInput)
+    end = forms.DateField(label=gettext_lazy("To"), widget=DateInput)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if start > end:
+                raise forms.ValidationError(
+                    _("The start date must be on or before the end date."), code="order"
+                )
+            if (end - start).days + 1 > STATS_MAX_DAYS:
+                raise forms.ValidationError(
+                    _("Choose at most %(days)s days.") % {"days": STATS_MAX_DAYS}, code="too_long"
+                )
+        return data
+
+
+def default_range(today: date | None = None) -> tuple[date, date]:
+    end = today or timezone.localdate()
+    return end - timedelta(days=STATS_DEFAULT_DAYS - 1), end
+
+
+@login_required
+@permission_required("conversations.view_stats", raise_exception=True)
+def stats_view(request: HttpRequest) -> HttpResponse:
+    start, end = default_range()
+    if "start" in request.GET or "end" in request.GET:
+        form = StatsRangeForm(request.GET)
+        if not form.is_valid():
+            return render(request, "review/stats.html", {"form": form}, status=400)
+        start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+    else:
+        form = StatsRangeForm(initial={"start": start, "end": end})
+    result = stats.compute_stats(start, end)
+    context = {
+        "form": form,
+        "stats": result,
+        "charts": {
+            "replies": stats.stacked_day_chart(result),
+            "failures": stats.failure_rate_chart(result),
+            "ttft": stats.latency_chart(result, "ttft"),
+            "duration": stats.latency_chart(result, "duration"),
+        },
+    }
+    return render(request, "review/stats.html", context)

@@ -1,0 +1,386 @@
+"""Reviewer statistics: per day and per agent, over a date range, plus server-rendered SVG charts.
+
+Three queries whatever the range: conversations per (day, agent) aggregated by the database, the
+finished assistant replies of the range (a few columns each, read with an iterator), and the
+agents involved. Percentiles are computed in Python over those replies, which is fine for the
+tens of thousands of replies a month brings at this scale.
+
+Definitions (also shown under the page's tables):
+- a reply is an assistant message created in the range that is no longer streaming;
+- failure rate = failed replies / replies, broken down by error code;
+- time to first token is over the replies that have one; duration (completed_at - created_at)
+  is over completed replies;
+- percentiles use the nearest-rank method, so every figure is one a reply actually had;
+- feedback counts the thumbs given to the range's replies; ratio = up / (up + down).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from conversations.models import Agent, Conversation, Message
+
+# Okabe-Ito: eight colours told apart by people with the common colour-vision deficiencies.
+PALETTE = [
+    "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000",
+]
+# Read with an iterator so a busy month is never a list of model instances in memory.
+REPLY_CHUNK = 2000
+
+
+def percentile(values: list[int], p: float) -> int | None:
+    """Nearest-rank percentile (None without values): the smallest value with at least p% of the
+    values at or below it."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = math.ceil(p / 100 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
+@dataclass
+class Bucket:
+    conversations: int = 0
+    replies: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    ttft: list[int] = field(default_factory=list)
+    durations: list[int] = field(default_factory=list)
+    tokens: int = 0
+    up: int = 0
+    down: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed / self.replies if self.replies else None
+
+    @property
+    def failure_percent(self) -> float | None:
+        rate = self.failure_rate
+        return None if rate is None else rate * 100
+
+    @property
+    def failure_codes(self) -> list[tuple[str, int, float]]:
+        """(code, count, percent of replies), most frequent first."""
+        return [
+            (code, count, count / self.replies * 100)
+            for code, count in sorted(self.failures.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+
+    @property
+    def ttft_p50(self) -> int | None:
+        return percentile(self.ttft, 50)
+
+    @property
+    def ttft_p95(self) -> int | None:
+        return percentile(self.ttft, 95)
+
+    @property
+    def duration_p50(self) -> int | None:
+        return percentile(self.durations, 50)
+
+    @property
+    def duration_p95(self) -> int | None:
+        return percentile(self.durations, 95)
+
+    @property
+    def feedback_ratio(self) -> float | None:
+        rated = self.up + self.down
+        return self.up / rated if rated else None
+
+    @property
+    def feedback_percent(self) -> float | None:
+        ratio = self.feedback_ratio
+        return None if ratio is None else ratio * 100
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.conversations or self.replies)
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    id: int
+    slug: str
+    name: str
+    color: str
+
+
+@dataclass
+class Stats:
+    start: date
+    end: date
+    days: list[date]
+    agents: list[AgentInfo]
+    by_day_agent: dict[tuple[date, int], Bucket]
+    by_agent: dict[int, Bucket]
+    by_day: dict[date, Bucket]
+    total: Bucket
+
+    def agent_rows(self) -> list[tuple[AgentInfo, Bucket]]:
+        return [(a, self.by_agent[a.id]) for a in self.agents]
+
+    def day_rows(self) -> list[tuple[date, AgentInfo, Bucket]]:
+        """Active (day, agent) pairs, newest day first."""
+        return [
+            (day, agent, self.by_day_agent[(day, agent.id)])
+            for day in reversed(self.days)
+            for agent in self.agents
+            if (day, agent.id) in self.by_day_agent
+        ]
+
+
+def _bounds(start: date, end: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    lo = timezone.make_aware(datetime.combine(start, time.min), tz)
+    hi = timezone.make_aware(datetime.combine(end + timedelta(days=1), time.min), tz)
+    return lo, hi
+
+
+def _tokens(usage: Any) -> int:
+    if not isinstance(usage, dict):
+        return 0
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    # Some vendors report only the two halves.
+    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    return sum(p for p in parts if isinstance(p, int))
+
+
+def compute_stats(start: date, end: date) -> Stats:
+    """Statistics of the days `start`..`end` (inclusive) in the current time zone."""
+    tz = timezone.get_current_timezone()
+    lo, hi = _bounds(start, end, tz)
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    by_day_agent: dict[tuple[date, int], Bucket] = {}
+    by_agent: dict[int, Bucket] = {}
+    by_day: dict[date, Bucket] = {}
+    total = Bucket()
+
+    def buckets(day: date, agent_id: int) -> tuple[Bucket, ...]:
+        return (
+            by_day_agent.setdefault((day, agent_id), Bucket()),
+            by_agent.setdefault(agent_id, Bucket()),
+            by_day.setdefault(day, Bucket()),
+            total,
+        )
+
+    started = (
+        Conversation.objects.filter(created_at__gte=lo, created_at__lt=hi)
+        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values_list("day", "agent_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for day, agent_id, n in started:
+        for bucket in buckets(day, agent_id):
+            bucket.conversations += n
+
+    replies = (
+        Message.objects.filter(
+            role=Message.Role.ASSISTANT, created_at__gte=lo, created_at__lt=hi
+        )
+        .exclude(status=Message.Status.STREAMING)
+        .values_list(
+            "conversation__agent_id", "created_at", "completed_at", "ttft_ms", "status",
+            "error_code", "usage", "feedback__score",
+        )
+        .order_by()
+    )
+    for agent_id, created, completed, ttft, status, code, usage, score in replies.iterator(
+        chunk_size=REPLY_CHUNK
+    ):
+        day = timezone.localtime(created, tz).date()
+        duration = None
+        if status == Message.Status.COMPLETED and completed is not None:
+            duration = max(0, round((completed - created).total_seconds() * 1000))
+        tokens = _tokens(usage)
+        for bucket in buckets(day, agent_id):
+            bucket.replies += 1
+            if status == Message.Status.FAILED:
+                bucket.failures[code or "unknown"] += 1
+            if ttft is not None:
+                bucket.ttft.append(ttft)
+            if duration is not None:
+                bucket.durations.append(duration)
+            bucket.tokens += tokens
+            if score == 1:
+                bucket.up += 1
+            elif score == -1:
+                bucket.down += 1
+
+    agents = [
+        AgentInfo(a.pk, a.slug, a.name, PALETTE[i % len(PALETTE)])
+        for i, a in enumerate(Agent.objects.filter(pk__in=list(by_agent)).order_by("name", "pk"))
+    ]
+    return Stats(start, end, days, agents, by_day_agent, by_agent, by_day, total)
+
+
+# Charts --------------------------------------------------------------------------------------
+# Plain SVG built with format_html, so every label from the database is escaped. Each chart has
+# a <title> (its accessible name) and a <title> per bar for the exact figure on hover; the same
+# numbers are in the tables beside the charts.
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 × 10^k at or above `value` (an axis maximum people can read)."""
+    if value <= 0:
+        return 1
+    exponent = math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        candidate = step * 10**exponent
+        if candidate >= value:
+            return candidate
+    return 10 ** (exponent + 1)
+
+
+def _f(value: float) -> str:
+    """A coordinate: format_html escapes its arguments first, so they are formatted here."""
+    return f"{value:.1f}"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _svg(width: int, height: int, title: str, body: SafeString) -> SafeString:
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {} {}" width="100%" role="img" '
+        'xmlns="http://www.w3.org/2000/svg"><title>{}</title>{}</svg>',
+        width, height, title, body,
+    )
+
+
+def stacked_day_chart(stats: Stats) -> SafeString:
+    """Replies per day, one stacked segment per agent."""
+    width, height, left, bottom, top = 720, 240, 44, 28, 10
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    peak = max((stats.by_day[d].replies for d in stats.days if d in stats.by_day), default=0)
+    axis_max = nice_ceiling(peak)
+    slot = plot_w / max(len(stats.days), 1)
+    bar_w = max(slot * 0.75, 1)
+    parts: list[SafeString] = []
+    for tick in (0, axis_max / 2, axis_max):
+        y = top + plot_h - tick / axis_max * plot_h
+        parts.append(format_html(
+            '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+            '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>',
+            left, width - 8, _f(y), _f(y), left - 4, _f(y + 4), _number(tick),
+        ))
+    # At most ~10 day labels so they never overlap.
+    label_every = max(1, math.ceil(len(stats.days) / 10))
+    for i, day in enumerate(stats.days):
+        x = left + i * slot + (slot - bar_w) / 2
+        y = top + plot_h
+        for agent in stats.agents:
+            bucket = stats.by_day_agent.get((day, agent.id))
+            if not bucket or not bucket.replies:
+                continue
+            h = bucket.replies / axis_max * plot_h
+            y -= h
+            parts.append(format_html(
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
+                "<title>{}</title></rect>",
+                _f(x), _f(y), _f(bar_w), _f(h), agent.color,
+                ngettext("%(day)s · %(agent)s: %(n)s reply", "%(day)s · %(agent)s: %(n)s replies",
+                         bucket.replies)
+                % {"day": day.isoformat(), "agent": agent.name, "n": bucket.replies},
+            ))
+        if i % label_every == 0:
+            parts.append(format_html(
+                '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+                _f(left + i * slot + slot / 2), height - 8, day.strftime("%m-%d"),
+            ))
+    return _svg(width, height, _("Replies per day, stacked by agent"),
+                format_html_join("", "{}", ((p,) for p in parts)))
+
+
+def _hbar_chart(
+    title: str,
+    rows: list[tuple[str, str, list[tuple[float | None, str, str]]]],
+    axis_max: float,
+    unit: str,
+) -> SafeString:
+    """Horizontal bars: rows of (label, colour, [(value, bar class, tooltip), ...])."""
+    # Sized for a third of a wide screen, so the 11px labels render at about their own size.
+    bar_h, gap, left, width, right = 14, 10, 110, 440, 64
+    plot_w = width - left - right
+    group_h = max(len(bars) for _label, _colour, bars in rows) * (bar_h + 2) if rows else bar_h
+    height = max(len(rows), 1) * (group_h + gap) + 24
+    parts: list[SafeString] = []
+    y = 8.0
+    for label, colour, bars in rows:
+        parts.append(format_html(
+            '<text class="label" x="{}" y="{}" text-anchor="end">{}</text>',
+            left - 6, _f(y + group_h / 2 + 4), Truncator(label).chars(18),
+        ))
+        for value, css, tooltip in bars:
+            if value is None:
+                parts.append(format_html(
+                    '<text class="value" x="{}" y="{}">{}</text>', left + 4, _f(y + bar_h - 3),
+                    _("no data"),
+                ))
+            else:
+                w = max(value / axis_max * plot_w, 1) if axis_max else 1
+                parts.append(format_html(
+                    '<rect class="{}" x="{}" y="{}" width="{}" height="{}" fill="{}">'
+                    '<title>{}</title></rect>'
+                    '<text class="value" x="{}" y="{}">{}{}</text>',
+                    css, left, _f(y), _f(w), bar_h, colour, tooltip,
+                    _f(left + w + 4), _f(y + bar_h - 3), _number(value), unit,
+                ))
+            y += bar_h + 2
+        y += gap - 2 + (group_h - len(bars) * (bar_h + 2))
+    parts.append(format_html(
+        '<line class="axis" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+        '<text class="tick" x="{}" y="{}" text-anchor="end">{}{}</text>',
+        left, left + plot_w, _f(y), _f(y), left + plot_w, _f(y + 14), _number(axis_max), unit,
+    ))
+    return _svg(width, int(height), title, format_html_join("", "{}", ((p,) for p in parts)))
+
+
+def failure_rate_chart(stats: Stats) -> SafeString:
+    rows = []
+    for agent, bucket in stats.agent_rows():
+        rate = bucket.failure_rate
+        pct = None if rate is None else rate * 100
+        tooltip = _("%(agent)s: %(failed)s of %(replies)s replies failed") % {
+            "agent": agent.name, "failed": bucket.failed, "replies": bucket.replies,
+        }
+        rows.append((agent.name, agent.color, [(pct, "bar", tooltip)]))
+    peak = max((b[0][0] or 0 for _n, _c, b in rows), default=0)
+    return _hbar_chart(_("Failure rate per agent"), rows, nice_ceiling(peak) if peak else 1,
+                       "%")
+
+
+def latency_chart(stats: Stats, metric: str) -> SafeString:
+    """p50 (solid) and p95 (light) per agent; `metric` is "ttft" or "duration"."""
+    title = (
+        _("Time to first token per agent (p50, p95)") if metric == "ttft"
+        else _("Reply duration per agent (p50, p95)")
+    )
+    rows = []
+    for agent, bucket in stats.agent_rows():
+        p50, p95 = getattr(bucket, f"{metric}_p50"), getattr(bucket, f"{metric}_p95")
+        rows.append((agent.name, agent.color, [
+            (p50, "bar", _("%(agent)s p50: %(ms)s ms") % {"agent": agent.name, "ms": p50}),
+            (p95, "bar bar-p95", _("%(agent)s p95: %(ms)s ms") % {"agent": agent.name, "ms": p95}),
+        ]))
+    peak = max((v or 0 for _n, _c, bars in rows for v, _css, _t in bars), default=0)
+    return _hbar_chart(title, rows, nice_ceiling(peak), " ms")
