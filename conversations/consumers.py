@@ -56,6 +56,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # Join before taking the snapshot: a batch published in between overlaps the snapshot
         # (the client drops it by offset) rather than leaving a gap.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        relay.add_viewer(self.conversation_id, self)
         await self.accept()
         self.gauge = self.scope.get("write_gauge")
         self.raw_send = self.scope.get("raw_send")
@@ -63,6 +64,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):
+            relay.remove_viewer(self.conversation_id, self)
             relay.detach(self.conversation_id, self.channel_name)
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -178,12 +180,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # Server -> client ------------------------------------------------------------------------
 
-    async def relay_frames(self, event: dict[str, Any]) -> None:
-        """A coalesced batch from the relay (see relay.Run.publish)."""
-        if event.get("skip") == self.channel_name:
-            return  # this socket started the run and already has these frames, sent directly
-        for frame in event["frames"]:
+    async def deliver(self, frames: list[dict[str, Any]]) -> None:
+        """A coalesced batch from the relay (relay.Run.publish / ProcessBus)."""
+        for frame in frames:
             await self.send_frame(frame)
+
+    async def relay_frames(self, event: dict[str, Any]) -> None:
+        """Frames sent through the conversation's group (the reaper's message.failed)."""
+        if event.get("skip") == self.channel_name:
+            return
+        await self.deliver(event["frames"])
 
     async def conversation_deleted(self, event: dict[str, Any]) -> None:
         # 4404: the client stops reconnecting to a conversation that is gone.

@@ -20,9 +20,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -41,6 +42,14 @@ logger = logging.getLogger(__name__)
 
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
 
+
+class Viewer(Protocol):
+    """A socket watching a conversation (the consumer)."""
+
+    channel_name: str
+
+    async def deliver(self, frames: list[dict[str, Any]]) -> None: ...
+
 # Retry bounds of a run's control listener during a channel-layer outage: quick enough to
 # honour a "stop" soon after Redis is back, slow enough not to spin while it is down.
 CONTROL_RETRY_MIN = 0.5
@@ -49,6 +58,9 @@ CONTROL_RETRY_MAX = 5.0
 # (another server). A healthy layer answers in ~1 ms; past this the stored copy (<= ~1 s old)
 # is used and the client fills the rest from the live batches, or resyncs on a gap.
 SNAPSHOT_TIMEOUT = 1.0
+# Batches of all replies of a process ride one bus message per window: 25 ms keeps a second
+# viewer's added delay well under the 250 ms target while capping bus traffic at 40 msgs/s.
+BUS_WINDOW = 0.025
 
 TERMINAL_FRAME = {
     Message.Status.COMPLETED: "message.completed",
@@ -94,9 +106,9 @@ class Run:
         self.started = time.monotonic()
         self._batch: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._publishers: weakref.WeakKeyDictionary[Any, FanoutPublisher] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._buses: weakref.WeakKeyDictionary[Any, ProcessBus] = weakref.WeakKeyDictionary()
+        # This process's sockets, by conversation id then channel name.
+        self.viewers: dict[str, dict[str, Viewer]] = {}
         self._publish_lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
 
@@ -163,26 +175,16 @@ class Run:
         await asyncio.sleep(self.relay.fanout_window)
         await self.publish()
 
-    def _others_may_listen(self) -> bool:
-        """False only when it is certain nobody but the owner watches: with the in-memory layer
-        (one process) group membership is known locally. A batch nobody reads still costs a
-        deep copy and a dispatch to the owner's consumer (~150 µs, performance.md), 20 times a
-        second per reply. Cross-process layers can't tell, so they always publish."""
-        groups = getattr(self.relay.layer, "groups", None)
-        if not isinstance(self.relay.layer, InMemoryChannelLayer) or not isinstance(groups, dict):
-            return True
-        return any(channel != self.owner_channel for channel in groups.get(self.group, ()))
-
     async def publish(self) -> None:
+        """Send the pending batch to every other viewer: sockets of this process directly,
+        other processes through the process bus (one channel-layer message per process per
+        window for all its replies, see ProcessBus)."""
         async with self._publish_lock:
             if not self._batch:
                 return
             frames, self._batch = self._batch, []
-            if not self._others_may_listen():
-                return
-            await self.relay.publisher.publish(
-                self.group, {"type": "relay.frames", "frames": frames, "skip": self.owner_channel}
-            )
+            await self.relay.deliver_local(self.conversation_id, frames, skip=self.owner_channel)
+            self.relay.bus.publish(self.conversation_id, frames)
 
     # The run ---------------------------------------------------------------------------------
 
@@ -389,72 +391,84 @@ class Run:
             conversation
 
 
-class FanoutPublisher:
-    """Sends the relay's batches to the channel layer, one round trip for everything pending.
+class ProcessBus:
+    """Carries fan-out batches between server processes: ONE channel-layer message per process
+    per BUS_WINDOW holding every batch of every reply it runs, to ONE group all processes join.
 
-    channels_redis' pub/sub layer publishes one message per round trip under a per-shard lock;
-    with 200 replies each publishing 20 batches a second, a busy process managed ~30 publishes
-    a second and second viewers fell 10 s behind (`make bench`, scenario B). Here every batch
-    that accumulated while the previous round trip was in flight goes out in one pipelined
-    round trip, in order. Other layers get plain `group_send` calls.
+    Publishing one message per reply per 50 ms window (4,000 messages/s for 200 replies) swamped
+    channels_redis' pub/sub, which publishes one message per round trip and reads one per event
+    loop turn: second viewers fell 10 s behind (`make bench`, scenario B). This way Redis carries
+    ~40 messages/s per process whatever the number of replies, and the receiving process hands
+    each batch to its local sockets of that conversation directly. With the in-memory layer there
+    is only one process, so nothing is published at all.
     """
 
-    def __init__(self, layer: Any) -> None:
+    GROUP = "chatsite.relay.bus"
+
+    def __init__(self, relay: Relay, layer: Any) -> None:
+        self.relay = relay
         self.layer = layer
-        self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.origin = uuid.uuid4().hex
+        self.cross_process = not isinstance(layer, InMemoryChannelLayer)
+        self.outbox: list[tuple[str, list[dict[str, Any]]]] = []
         self.wakeup = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.pipelined = self._loop_layer() is not None
+        self.sender: asyncio.Task[None] | None = None
+        self.listener: asyncio.Task[None] | None = None
 
-    def _loop_layer(self) -> Any:
-        get_layer = getattr(self.layer, "_get_layer", None)
-        if get_layer is None or not hasattr(self.layer, "serialize"):
-            return None
-        inner = get_layer()
-        needed = ("_get_group_channel_name", "_get_shard")
-        return inner if all(hasattr(inner, name) for name in needed) else None
-
-    async def publish(self, group: str, message: dict[str, Any]) -> None:
-        if not self.pipelined:
-            try:
-                await self.layer.group_send(group, message)
-            except Exception:
-                # A layer outage must not kill the run: the owner still streams, the text is
-                # persisted, and other viewers resync from `conversation.sync` on reconnect.
-                logger.warning("fan-out to %s failed", group, exc_info=True)
+    def publish(self, conversation_id: str, frames: list[dict[str, Any]]) -> None:
+        if not self.cross_process:
             return
-        self.pending.append((group, message))
+        self.outbox.append((conversation_id, frames))
         self.wakeup.set()
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._drain())
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.get_running_loop().create_task(self._send_forever())
 
-    async def _drain(self) -> None:
+    async def _send_forever(self) -> None:
         while True:
             await self.wakeup.wait()
+            # Let the window fill: every reply's batch of the next BUS_WINDOW rides along.
+            await asyncio.sleep(BUS_WINDOW)
             self.wakeup.clear()
-            batch, self.pending = self.pending, []
-            if batch:
-                try:
-                    await self._send(batch)
-                except Exception:
-                    logger.warning("fan-out of %d batches failed", len(batch), exc_info=True)
+            batches, self.outbox = self.outbox, []
+            if not batches:
+                continue
+            try:
+                await self.layer.group_send(
+                    self.GROUP, {"type": "relay.bus", "origin": self.origin, "batches": batches}
+                )
+            except Exception:
+                # A layer outage must not kill the runs: owners still stream, the text is
+                # persisted, and other viewers resync from conversation.sync on reconnect.
+                logger.warning("fan-out of %d batches failed", len(batches), exc_info=True)
 
-    async def _send(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        inner = self._loop_layer()
-        by_shard: dict[int, tuple[Any, list[tuple[str, bytes]]]] = {}
-        for group, message in batch:
-            channel = inner._get_group_channel_name(group)
-            shard = inner._get_shard(channel)
-            by_shard.setdefault(id(shard), (shard, []))[1].append(
-                (channel, self.layer.serialize(message))
-            )
-        for shard, items in by_shard.values():
-            async with shard._lock:
-                shard._ensure_redis()
-            pipe = shard._redis.pipeline(transaction=False)
-            for channel, data in items:
-                pipe.publish(channel, data)
-            await pipe.execute()
+    def ensure_listening(self) -> None:
+        if not self.cross_process:
+            return
+        if self.listener is None or self.listener.done():
+            self.listener = asyncio.get_running_loop().create_task(self._listen_forever())
+
+    async def _listen_forever(self) -> None:
+        backoff = CONTROL_RETRY_MIN
+        channel = ""
+        while True:
+            try:
+                if not channel:
+                    channel = await self.layer.new_channel("bus.")
+                    await self.layer.group_add(self.GROUP, channel)
+                msg = await self.layer.receive(channel)
+                backoff = CONTROL_RETRY_MIN
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("relay bus: channel layer error; retrying", exc_info=True)
+                channel = ""
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, CONTROL_RETRY_MAX)
+                continue
+            if msg.get("origin") == self.origin:
+                continue  # our own batches: local sockets already have them
+            for conversation_id, frames in msg.get("batches", ()):
+                await self.relay.deliver_local(conversation_id, frames)
 
 
 class Relay:
@@ -464,23 +478,42 @@ class Relay:
         self.runs: dict[str, Run] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._publishers: weakref.WeakKeyDictionary[Any, FanoutPublisher] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._buses: weakref.WeakKeyDictionary[Any, ProcessBus] = weakref.WeakKeyDictionary()
+        # This process's sockets, by conversation id then channel name.
+        self.viewers: dict[str, dict[str, Viewer]] = {}
 
     @property
     def layer(self) -> Any:
         return get_channel_layer()
 
     @property
-    def publisher(self) -> FanoutPublisher:
+    def bus(self) -> ProcessBus:
         """One per event loop and layer (tests run several loops in one process)."""
         layer = self.layer
         loop = asyncio.get_running_loop()
-        current = self._publishers.get(loop)
+        current = self._buses.get(loop)
         if current is None or current.layer is not layer:
-            current = self._publishers[loop] = FanoutPublisher(layer)
+            current = self._buses[loop] = ProcessBus(self, layer)
         return current
+
+    def add_viewer(self, conversation_id: str, viewer: Viewer) -> None:
+        self.viewers.setdefault(conversation_id, {})[viewer.channel_name] = viewer
+        self.bus.ensure_listening()
+
+    def remove_viewer(self, conversation_id: str, viewer: Viewer) -> None:
+        viewers = self.viewers.get(conversation_id)
+        if viewers is not None:
+            viewers.pop(viewer.channel_name, None)
+            if not viewers:
+                del self.viewers[conversation_id]
+
+    async def deliver_local(self, conversation_id: str, frames: list[dict[str, Any]],
+                            skip: str | None = None) -> None:
+        """Hand a batch to this process's sockets of the conversation (not through the layer:
+        a channel-layer message per socket cost ~150 µs each, performance.md)."""
+        for channel_name, viewer in list(self.viewers.get(conversation_id, {}).items()):
+            if channel_name != skip:
+                await viewer.deliver(frames)
 
     @property
     def fanout_window(self) -> float:
