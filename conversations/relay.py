@@ -50,7 +50,7 @@ class Viewer(Protocol):
 
     async def deliver(self, frames: list[dict[str, Any]]) -> None: ...
 
-# Retry bounds of a run's control listener during a channel-layer outage: quick enough to
+# Retry bounds of the process bus listener during a channel-layer outage: quick enough to
 # honour a "stop" soon after Redis is back, slow enough not to spin while it is down.
 CONTROL_RETRY_MIN = 0.5
 CONTROL_RETRY_MAX = 5.0
@@ -73,11 +73,6 @@ TERMINAL_FRAME = {
 def conversation_group(conversation_id: UUID | str) -> str:
     """Every socket of a conversation (any process) listens here."""
     return f"conv.{UUID(str(conversation_id)).hex}"
-
-
-def control_group(conversation_id: UUID | str) -> str:
-    """The process running a conversation's reply listens here (cancel requests)."""
-    return f"run.{UUID(str(conversation_id)).hex}"
 
 
 class Run:
@@ -190,7 +185,6 @@ class Run:
 
     async def execute(self) -> None:
         self.relay.ensure_flusher()
-        listener = asyncio.create_task(self._listen_for_control())
         status, code, message = Message.Status.FAILED, ev.ErrorCode.VENDOR_TRUNCATED, ""
         try:
             provider = get_provider(self.request.agent.provider, self.relay.timeouts)
@@ -223,8 +217,6 @@ class Run:
             if err.code == ev.ErrorCode.INTERNAL_ERROR:
                 logger.exception("run %s failed", self.message_id)
             code, message = err.code, err.message
-        finally:
-            listener.cancel()
         self.status = status
         await self._finish(code, message)
 
@@ -299,46 +291,6 @@ class Run:
         await self.emit({"type": "tool_call.started", "message_id": self.message_id,
                          "tool_call_id": call_id, "name": name})
         return call
-
-    async def _listen_for_control(self) -> None:
-        """Serve cancel and snapshot requests from sockets in any process.
-
-        A channel-layer outage (Redis restarting) must not end the run: the owner socket still
-        streams and the text is still persisted, so the listener retries with backoff (0.5 s
-        doubling to 5 s) and re-joins the group, which a restarted Redis has forgotten.
-        """
-        layer = self.relay.layer
-        group = control_group(self.conversation_id)
-        backoff = CONTROL_RETRY_MIN
-        channel = ""
-        try:
-            while True:
-                try:
-                    if not channel:
-                        channel = await layer.new_channel("relay.")
-                        await layer.group_add(group, channel)
-                    msg = await layer.receive(channel)
-                    backoff = CONTROL_RETRY_MIN
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.warning("control listener of %s: channel layer error; retrying",
-                                   self.message_id, exc_info=True)
-                    channel = ""
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, CONTROL_RETRY_MAX)
-                    continue
-                kind = msg.get("type")
-                if kind == "run.cancel":
-                    self.cancel()
-                elif kind == "run.snapshot" and isinstance(msg.get("reply_to"), str):
-                    with contextlib.suppress(Exception):
-                        await layer.send(msg["reply_to"],
-                                         {"type": "run.snapshot", "snapshot": self.snapshot()})
-        finally:
-            if channel:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(layer.group_discard(group, channel))
 
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
@@ -466,9 +418,32 @@ class ProcessBus:
                 backoff = min(backoff * 2, CONTROL_RETRY_MAX)
                 continue
             if msg.get("origin") == self.origin:
-                continue  # our own batches: local sockets already have them
+                continue  # our own batches and requests: handled locally already
+            if msg.get("type") == "relay.control":
+                await self._control(msg)
+                continue
             for conversation_id, frames in msg.get("batches", ()):
                 await self.relay.deliver_local(conversation_id, frames)
+
+    async def _control(self, msg: dict[str, Any]) -> None:
+        """A socket in another process asks the process running a reply to stop it or to
+        share its live text. Every process hears it; only the one running the reply acts."""
+        run = self.relay.local_run(str(msg.get("conversation_id")))
+        if run is None:
+            return
+        if msg.get("action") == "cancel":
+            run.cancel()
+        elif msg.get("action") == "snapshot" and isinstance(msg.get("reply_to"), str):
+            with contextlib.suppress(Exception):
+                await self.layer.send(msg["reply_to"],
+                                      {"type": "run.snapshot", "snapshot": run.snapshot()})
+
+    async def request(self, action: str, conversation_id: str, **fields: Any) -> None:
+        """Send a control request to every other process (cancel, snapshot)."""
+        await self.layer.group_send(self.GROUP, {
+            "type": "relay.control", "origin": self.origin, "action": action,
+            "conversation_id": conversation_id, **fields,
+        })
 
 
 class Relay:
@@ -534,6 +509,7 @@ class Relay:
         """Announce the user's message and the placeholder, then run the reply as a task."""
         run = Run(self, accepted, owner, owner_channel)
         self.runs[run.conversation_id] = run
+        self.bus.ensure_listening()  # cancel / snapshot requests from other processes
         await run.emit(message_frame("message.created", message_json(accepted.user_message, [])))
         await run.emit(
             message_frame("message.created", message_json(accepted.assistant_message, [])),
@@ -559,10 +535,11 @@ class Relay:
     async def remote_snapshot(self, conversation_id: UUID | str) -> dict[str, Any] | None:
         """The live text of a reply running in another process, or None if nobody answers."""
         layer = self.layer
+        if not self.bus.cross_process:
+            return None  # one process: a reply not running here is not running anywhere
         try:
             reply_to = await layer.new_channel("snapshot.")
-            await layer.group_send(control_group(conversation_id),
-                                   {"type": "run.snapshot", "reply_to": reply_to})
+            await self.bus.request("snapshot", str(conversation_id), reply_to=reply_to)
             msg = await asyncio.wait_for(layer.receive(reply_to), SNAPSHOT_TIMEOUT)
         except TimeoutError:
             return None
@@ -624,7 +601,7 @@ class Relay:
         if run is not None:
             run.cancel()
             return
-        await self.layer.group_send(control_group(conversation_id), {"type": "run.cancel"})
+        await self.bus.request("cancel", str(conversation_id))
 
     def detach(self, conversation_id: UUID | str, channel_name: str) -> None:
         run = self.local_run(conversation_id)
