@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from conversations import api, review, views
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("stats/", review.stats_view, name="review_stats"),
     path("api/v1/conversations", api.conversations, name="api_conversations"),

@@ -1,5 +1,6 @@
 """JSON API v1 (session auth + CSRF). Every error is
-`{"error": {"code": str, "message": str, "details": {...}}}` with a fitting status."""
+`{"error": {"code": str, "message": str, "details": {...}}}` with a fitting status; `code` is a
+stable English identifier, `message` is for people, in the request's language."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from conversations import services
 from conversations.frames import conversation_json, message_json
@@ -50,22 +52,23 @@ def api_view(*methods: str) -> Callable[[View], View]:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
-                return api_error(401, "not_authenticated", "Log in to use the API.")
+                return api_error(401, "not_authenticated", _("Log in to use the API."))
             handler = methods_map.get(request.method or "")
             if handler is None:
                 response = api_error(
-                    405, "method_not_allowed", f"{request.method} is not allowed here."
+                    405, "method_not_allowed",
+                    _("%(method)s is not allowed here.") % {"method": request.method},
                 )
                 response["Allow"] = ", ".join(methods)
                 return response
             if request.method in ("POST", "PATCH", "PUT", "DELETE") and _rate_limited(
                 request.user.pk
             ):
-                return api_error(429, "rate_limited", "Too many requests; wait a minute.")
+                return api_error(429, "rate_limited", _("Too many requests; wait a minute."))
             try:
                 return handler(request, *args, **kwargs)
             except Http404 as exc:
-                return api_error(404, "not_found", str(exc) or "Not found.")
+                return api_error(404, "not_found", str(exc) or _("Not found."))
             except services.InvalidInput as exc:
                 status = exc.status
                 if exc.code == "invalid" and exc.field and status == 400:
@@ -82,24 +85,30 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     length = int(request.headers.get("Content-Length") or 0)
     if length > MAX_BODY_BYTES:
         raise services.InvalidInput(
-            "too_large", f"The body must be at most {MAX_BODY_BYTES // 1024} KiB.", status=413
+            "too_large",
+            _("The body must be at most %(size)s KiB.") % {"size": MAX_BODY_BYTES // 1024},
+            status=413,
         )
     try:
         raw = request.body
     except RequestDataTooBig:
-        raise services.InvalidInput("too_large", "The body is too large.", status=413) from None
+        raise services.InvalidInput(
+            "too_large", _("The body is too large."), status=413
+        ) from None
     if len(raw) > MAX_BODY_BYTES:
         raise services.InvalidInput(
-            "too_large", f"The body must be at most {MAX_BODY_BYTES // 1024} KiB.", status=413
+            "too_large",
+            _("The body must be at most %(size)s KiB.") % {"size": MAX_BODY_BYTES // 1024},
+            status=413,
         )
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise services.InvalidInput("bad_json", "The body is not valid JSON.") from None
+        raise services.InvalidInput("bad_json", _("The body is not valid JSON.")) from None
     if not isinstance(body, dict):
-        raise services.InvalidInput("bad_json", "The body must be a JSON object.")
+        raise services.InvalidInput("bad_json", _("The body must be a JSON object."))
     return body
 
 
@@ -107,7 +116,8 @@ def _unknown_fields(body: dict[str, Any], allowed: set[str]) -> None:
     extra = sorted(set(body) - allowed)
     if extra:
         raise services.InvalidInput(
-            "invalid", f"Unknown field(s): {', '.join(extra)}.", field=extra[0]
+            "invalid", _("Unknown field(s): %(fields)s.") % {"fields": ", ".join(extra)},
+            field=extra[0],
         )
 
 
@@ -121,7 +131,9 @@ class Conversations:
         archived = request.GET.get("archived", "0").lower() in ("1", "true", "yes")
         page = request.GET.get("page", "1")
         if not page.isdigit() or int(page) < 1:
-            raise services.InvalidInput("invalid", "page must be a positive integer.", field="page")
+            raise services.InvalidInput(
+                "invalid", _("page must be a positive integer."), field="page"
+            )
         page_obj = services.list_conversations(
             request.user, q=request.GET.get("q", "")[:200], archived=archived, page=int(page),
             external_user_id=request.GET.get("external_user_id", "")[:255],
@@ -201,15 +213,16 @@ message_feedback = api_view("PUT", "DELETE")(MessageFeedback)  # type: ignore[ar
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
-    return api_error(404, "not_found", "No such API endpoint.")
+    return api_error(404, "not_found", _("No such API endpoint."))
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """JSON for API clients, Django's page for forms."""
     if request.path.startswith("/api/"):
         return api_error(
-            403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value in the "
-            "X-CSRFToken header.", {"reason": reason},
+            403, "csrf_failed",
+            _("CSRF check failed: send the csrftoken cookie's value in the X-CSRFToken header."),
+            {"reason": reason},
         )
     from django.views.csrf import csrf_failure as default
 

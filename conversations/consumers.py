@@ -10,10 +10,19 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.http import Http404
+from django.http import Http404, HttpRequest
+from django.http.cookie import parse_cookie
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from conversations import backpressure, services
-from conversations.frames import conversation_json, error_frame, message_frame, message_json
+from conversations.frames import (
+    conversation_json,
+    error_frame,
+    localize_frame,
+    message_frame,
+    message_json,
+)
 from conversations.models import Message
 from conversations.relay import conversation_group, relay
 
@@ -31,14 +40,30 @@ MAX_SEND_BYTES = 1000 * 1024
 SYNC_MESSAGES = 100
 
 
+def scope_language(scope: dict[str, Any]) -> str:
+    """The language a page request with the handshake's headers gets: the switcher's cookie,
+    else Accept-Language, else LANGUAGE_CODE (LocaleMiddleware's choice; no URL prefixes here).
+    """
+    headers: dict[str, list[str]] = {}
+    for name, value in scope.get("headers") or []:
+        headers.setdefault(name.decode("latin1").lower(), []).append(value.decode("latin1"))
+    request = HttpRequest()
+    request.COOKIES = parse_cookie("; ".join(headers.get("cookie", [])))
+    request.META["HTTP_ACCEPT_LANGUAGE"] = ", ".join(headers.get("accept-language", []))
+    return translation.get_language_from_request(request)
+
+
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation_id: str
     group: str
+    # The socket user's language: titles and error messages sent on this socket use it.
+    language: str = "en"
     gauge: backpressure.WriteGauge | None = None
     raw_send: Any = None
     closing = False
 
     async def connect(self) -> None:
+        self.language = scope_language(self.scope)
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close()  # before accept(): the handshake is refused (HTTP 403)
@@ -60,7 +85,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.gauge = self.scope.get("write_gauge")
         self.raw_send = self.scope.get("raw_send")
-        await self.send_frame(fit_sync(await self._sync_frame()))
+        with translation.override(self.language):
+            await self.send_frame(fit_sync(await self._sync_frame()))
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):
@@ -71,6 +97,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def send_frame(self, frame: dict[str, Any] | str) -> None:
         if self.closing:
             return
+        if isinstance(frame, dict) and frame.get("type") == "conversation.updated":
+            # Fanned out to every viewer as built by the run: titles in this socket's language.
+            frame = localize_frame(frame, self.language)
         text = frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
         if self.gauge is not None and self.gauge.over_limit(len(text)):
             # The client stopped reading: stop queueing for it (see backpressure.py). It
@@ -85,9 +114,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # frame, so say why instead of letting the server raise.
             logger.warning("frame of %d bytes for %s is over the websocket limit",
                            len(text), self.conversation_id)
-            await self.send(text_data=json.dumps(error_frame(
-                "too_large", "A message in this conversation is too large to show live; "
-                "reload the page to read it.")))
+            with translation.override(self.language):
+                message = _("A message in this conversation is too large to show live; "
+                            "reload the page to read it.")
+            await self.send(text_data=json.dumps(error_frame("too_large", message)))
             return
         if self.raw_send is not None:
             await self.raw_send({"type": "websocket.send", "text": text})
@@ -107,26 +137,33 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # Client -> server ------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Error messages (here and from services) in the socket user's language; `code`s stay.
+        with translation.override(self.language):
+            await self._receive(text_data)
+
+    async def _receive(self, text_data: str | None) -> None:
         if text_data is None:
-            await self.send_frame(error_frame("bad_json", "Frames must be JSON text."))
+            await self.send_frame(error_frame("bad_json", _("Frames must be JSON text.")))
             return
         if len(text_data) > MAX_FRAME_BYTES or len(text_data.encode()) > MAX_FRAME_BYTES:
             await self.send_frame(error_frame(
-                "too_large", f"Frames must be at most {MAX_FRAME_BYTES // 1024} KiB."))
+                "too_large",
+                _("Frames must be at most %(size)s KiB.") % {"size": MAX_FRAME_BYTES // 1024}))
             return
         try:
             frame = json.loads(text_data)
         except ValueError:
-            await self.send_frame(error_frame("bad_json", "The frame is not valid JSON."))
+            await self.send_frame(error_frame("bad_json", _("The frame is not valid JSON.")))
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_frame(error_frame(
-                "invalid", "A frame must be a JSON object with a string \"type\"."))
+                "invalid", _("A frame must be a JSON object with a string “type”.")))
             return
         handler = self.HANDLERS.get(frame["type"])
         if handler is None:
             await self.send_frame(error_frame(
-                "unknown_type", f"Unknown frame type {frame['type'][:64]!r}."))
+                "unknown_type",
+                _("Unknown frame type “%(type)s”.") % {"type": frame["type"][:64]}))
             return
         try:
             await handler(self, frame)
@@ -157,14 +194,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if relay.local_run(self.conversation_id) is None:
             active = await database_sync_to_async(_has_streaming_reply)(self.conversation_id)
             if not active:
-                await self.send_frame(error_frame("no_run", "No reply is running."))
+                await self.send_frame(error_frame("no_run", _("No reply is running.")))
                 return
         await relay.cancel(self.conversation_id)
 
     async def on_resume(self, frame: dict[str, Any]) -> None:
         interrupt_id = frame.get("interrupt_id")
         if not isinstance(interrupt_id, str) or not interrupt_id:
-            await self.send_frame(error_frame("invalid", "interrupt_id must be a string."))
+            await self.send_frame(error_frame("invalid", _("interrupt_id must be a string.")))
             return
         accepted = await database_sync_to_async(services.accept_interrupt_answer)(
             self.conversation_id, self.scope["user"], interrupt_id, frame.get("payload")
@@ -218,8 +255,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if m.status == Message.Status.STREAMING:
                 stored = {"message_id": str(m.id), "content": m.content, "tool_calls": [],
                           "status": m.status}
-        return (conversation_json(conversation), [message_json(m) for m in messages], stored,
-                complete)
+        return (conversation_json(conversation, self.language),
+                [message_json(m) for m in messages], stored, complete)
 
 
 def fit_sync(frame: dict[str, Any]) -> dict[str, Any] | str:

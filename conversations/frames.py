@@ -9,20 +9,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from conversations.models import Conversation, Message, ToolCall
+from conversations.models import Conversation, Message, ToolCall, display_title, pick_title
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def conversation_json(conversation: Conversation, language: str = "en") -> dict[str, Any]:
+def conversation_json(conversation: Conversation, language: str | None = None) -> dict[str, Any]:
+    """`generated_title` / `display_title` in `language` (default: the active one);
+    `generated_titles` is every vendor title by locale, so a frame fanned out to sockets of
+    different languages can be localized per socket (`localize_conversation`)."""
     return {
         "id": str(conversation.id),
         "agent": conversation.agent.slug,
         "agent_name": conversation.agent.name,
         "title": conversation.title,
         "generated_title": conversation.generated_title(language),
+        "generated_titles": conversation.generated_titles or {},
         "display_title": conversation.display_title(language),
         "external_user_id": conversation.external_user_id,
         "metadata": conversation.metadata,
@@ -30,6 +34,26 @@ def conversation_json(conversation: Conversation, language: str = "en") -> dict[
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
     }
+
+
+def localize_conversation(data: dict[str, Any], language: str) -> dict[str, Any]:
+    """A copy of a `conversation_json` dict with its titles in `language`."""
+    titles = data.get("generated_titles") or {}
+    return {
+        **data,
+        "generated_title": pick_title(titles, language),
+        "display_title": display_title(data.get("title") or "", titles, language),
+    }
+
+
+def localize_frame(frame: dict[str, Any], language: str) -> dict[str, Any]:
+    """A frame carrying a conversation (`conversation.sync` / `conversation.updated`) with its
+    titles in `language`; other frames unchanged. Never mutates `frame`: the relay hands the
+    same dict to every viewer."""
+    conversation = frame.get("conversation")
+    if not isinstance(conversation, dict):
+        return frame
+    return {**frame, "conversation": localize_conversation(conversation, language)}
 
 
 def tool_call_json(call: ToolCall) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 # 16 KB serialized is the issue's cap for conversation metadata: enough for a customer record,
@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 METADATA_MAX_BYTES = 16 * 1024
 
 env_var_name = RegexValidator(
-    r"^[A-Za-z_][A-Za-z0-9_]*$", "Use an environment variable name such as OPENAI_API_KEY."
+    r"^[A-Za-z_][A-Za-z0-9_]*$", _("Use an environment variable name such as OPENAI_API_KEY.")
 )
 
 
@@ -34,10 +34,12 @@ def metadata_size(value: Any) -> int:
 
 def validate_metadata(value: Any) -> None:
     if not isinstance(value, dict):
-        raise ValidationError("Metadata must be a JSON object.", code="invalid")
+        raise ValidationError(_("Metadata must be a JSON object."), code="invalid")
     if metadata_size(value) > METADATA_MAX_BYTES:
         raise ValidationError(
-            "Metadata must be at most 16 KB when serialized.", code="too_large"
+            _("Metadata must be at most %(size)s KB when serialized."),
+            code="too_large",
+            params={"size": METADATA_MAX_BYTES // 1024},
         )
 
 
@@ -50,27 +52,31 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
 
 class Agent(models.Model):
-    slug = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=120)
-    provider = models.CharField(max_length=32)
-    base_url = models.URLField(max_length=500, blank=True)
+    slug = models.SlugField(_("slug"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=120)
+    provider = models.CharField(_("provider"), max_length=32)
+    base_url = models.URLField(_("base URL"), max_length=500, blank=True)
     token_env = models.CharField(
-        "token environment variable",
+        _("token environment variable"),
         max_length=128,
         blank=True,
         validators=[env_var_name],
-        help_text="Name of the environment variable that holds the secret token. "
-        "The token itself is never stored.",
+        help_text=_(
+            "Name of the environment variable that holds the secret token. "
+            "The token itself is never stored."
+        ),
     )
-    options = models.JSONField(default=dict, blank=True)
-    is_active = models.BooleanField(default=True)
-    is_default = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    is_default = models.BooleanField(_("default"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     objects = AgentQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("agent")
+        verbose_name_plural = _("agents")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
@@ -85,9 +91,12 @@ class Agent(models.Model):
         from conversations.providers import provider_kinds
 
         if self.provider not in provider_kinds():
-            raise ValidationError({"provider": f"Unknown provider {self.provider!r}."})
+            raise ValidationError({"provider": ValidationError(
+                _("Unknown provider “%(provider)s”."), code="invalid",
+                params={"provider": self.provider},
+            )})
         if not isinstance(self.options, dict):
-            raise ValidationError({"options": "Options must be a JSON object."})
+            raise ValidationError({"options": _("Options must be a JSON object.")})
 
     def token(self) -> str | None:
         """The secret from the environment; never stored, logged or rendered."""
@@ -97,13 +106,15 @@ class Agent(models.Model):
 class Label(models.Model):
     """A reviewer's tag on a conversation ("refund", "hallucination"...), managed in the admin."""
 
-    name = models.CharField(max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=64, unique=True)
     color = models.CharField(
-        max_length=7, default="#6b7280",
-        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour such as #1f6feb.")],
+        _("colour"), max_length=7, default="#6b7280",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a colour such as #1f6feb."))],
     )
 
     class Meta:
+        verbose_name = _("label")
+        verbose_name_plural = _("labels")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -133,18 +144,27 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations",
+        verbose_name=_("owner"),
     )
     # PROTECT: transcripts outlive agents; retire an agent with its active flag.
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="conversations")
-    title = models.CharField(max_length=200, blank=True)
-    generated_titles = models.JSONField(default=dict, blank=True)
-    external_user_id = models.CharField(max_length=255, blank=True, db_index=True)
-    metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
-    vendor_conversation_id = models.CharField(max_length=255, blank=True)
-    archived = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("agent")
+    )
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    generated_titles = models.JSONField(_("generated titles"), default=dict, blank=True)
+    external_user_id = models.CharField(
+        _("external user id"), max_length=255, blank=True, db_index=True
+    )
+    metadata = models.JSONField(
+        _("metadata"), default=dict, blank=True, validators=[validate_metadata]
+    )
+    vendor_conversation_id = models.CharField(
+        _("vendor conversation id"), max_length=255, blank=True
+    )
+    archived = models.BooleanField(_("archived"), default=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     class ReviewStatus(models.TextChoices):
         UNREVIEWED = "unreviewed", _("Unreviewed")
@@ -152,19 +172,24 @@ class Conversation(models.Model):
         FLAGGED = "flagged", _("Flagged")
 
     review_status = models.CharField(
-        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+        _("review status"), max_length=16, choices=ReviewStatus.choices,
+        default=ReviewStatus.UNREVIEWED,
     )
-    labels = models.ManyToManyField(Label, blank=True, related_name="conversations")
-    review_notes = models.TextField(blank=True)
+    labels = models.ManyToManyField(
+        Label, blank=True, related_name="conversations", verbose_name=_("labels")
+    )
+    review_notes = models.TextField(_("review notes"), blank=True)
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+",
+        related_name="+", verbose_name=_("reviewed by"),
     )
-    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
         ordering = ["-updated_at"]
         indexes = [
             models.Index(fields=["owner", "archived", "-updated_at"], name="conv_owner_list"),
@@ -179,17 +204,39 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.display_title()
 
-    def generated_title(self, language: str = "en") -> str:
-        titles = self.generated_titles or {}
-        lang = language.lower()
-        for key in (lang, lang.split("-")[0]):
-            for k, v in titles.items():
-                if k.lower() == key or k.lower().split("-")[0] == key:
-                    return str(v)
-        return str(next(iter(titles.values()), "")) if titles else ""
+    def generated_title(self, language: str | None = None) -> str:
+        """The vendor's title in `language` (default: the active language), else any."""
+        return pick_title(self.generated_titles, language)
 
-    def display_title(self, language: str = "en") -> str:
-        return self.title or self.generated_title(language) or "New conversation"
+    def display_title(self, language: str | None = None) -> str:
+        """What people see: the user's title, else the vendor's in `language` (default: the
+        active language, so templates calling it without arguments follow the user)."""
+        return display_title(self.title, self.generated_titles, language)
+
+
+def pick_title(titles: dict[str, Any] | None, language: str | None = None) -> str:
+    """From vendor titles keyed by locale ({"en-ca": ..., "fr-ca": ...}): the exact locale, else
+    the same language ("fr" for "fr-ca"), else the first one."""
+    if not titles:
+        return ""
+    lang = (language or translation.get_language() or settings.LANGUAGE_CODE).lower()
+    for key in (lang, lang.split("-")[0]):
+        for k, v in titles.items():
+            if k.lower() == key or k.lower().split("-")[0] == key:
+                return str(v)
+    return str(next(iter(titles.values()), ""))
+
+
+def display_title(title: str, titles: dict[str, Any] | None, language: str | None = None) -> str:
+    if title:
+        return title
+    generated = pick_title(titles, language)
+    if generated:
+        return generated
+    if language is None:
+        return str(_("New conversation"))
+    with translation.override(language):
+        return str(_("New conversation"))
 
 
 class MessageQuerySet(models.QuerySet["Message"]):
@@ -205,45 +252,52 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
 class Message(models.Model):
     class Role(models.TextChoices):
-        USER = "user"
-        ASSISTANT = "assistant"
-        SYSTEM = "system"
-        TOOL = "tool"
+        USER = "user", _("User")
+        ASSISTANT = "assistant", _("Assistant")
+        SYSTEM = "system", _("System")
+        TOOL = "tool", _("Tool")
 
     class Status(models.TextChoices):
-        COMPLETED = "completed"
-        STREAMING = "streaming"
-        FAILED = "failed"
-        CANCELED = "canceled"
-        AWAITING_INPUT = "awaiting_input"
+        COMPLETED = "completed", _("Completed")
+        STREAMING = "streaming", _("Streaming")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
+        AWAITING_INPUT = "awaiting_input", _("Awaiting input")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages",
+        verbose_name=_("conversation"),
     )
     # Monotonic order inside a conversation; timestamps can tie.
-    seq = models.PositiveIntegerField(default=0)
-    role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
-    error_code = models.CharField(max_length=64, blank=True)
-    error_message = models.TextField(blank=True)
-    usage = models.JSONField(null=True, blank=True)
+    seq = models.PositiveIntegerField(_("position"), default=0)
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    content = models.TextField(_("content"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.COMPLETED
+    )
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
+    usage = models.JSONField(_("token usage"), null=True, blank=True)
     # NULL, not "": the unique (conversation, client_id) constraint must ignore messages
     # sent without a client id.
-    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    client_id = models.CharField(  # noqa: DJ001
+        _("client id"), max_length=64, null=True, blank=True
+    )
     # Vendor extras kept for review: pending interrupt, reasoning, data blocks, unknown events.
-    extra = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
+    extra = models.JSONField(_("vendor extras"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(_("time to first token (ms)"), null=True, blank=True)
     # Touched by the relay's flush timer; a streaming message whose heartbeat is stale belongs to
     # a dead process (see services.reap_orphaned_runs).
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         ordering = ["seq"]
         indexes = [
             models.Index(fields=["conversation", "seq"], name="msg_transcript"),
@@ -269,22 +323,28 @@ class Message(models.Model):
 
 class ToolCall(models.Model):
     class Status(models.TextChoices):
-        STARTED = "started"
-        COMPLETED = "completed"
-        FAILED = "failed"
+        STARTED = "started", _("Started")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_calls")
-    index = models.PositiveIntegerField(default=0)
-    call_id = models.CharField(max_length=255)
-    name = models.CharField(max_length=255, blank=True)
-    arguments = models.TextField(blank=True)
-    arguments_json = models.JSONField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTED)
-    created_at = models.DateTimeField(default=timezone.now)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="tool_calls", verbose_name=_("message")
+    )
+    index = models.PositiveIntegerField(_("index"), default=0)
+    call_id = models.CharField(_("call id"), max_length=255)
+    name = models.CharField(_("name"), max_length=255, blank=True)
+    arguments = models.TextField(_("arguments"), blank=True)
+    arguments_json = models.JSONField(_("arguments (JSON)"), null=True, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.STARTED
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("tool call")
+        verbose_name_plural = _("tool calls")
         ordering = ["message", "index"]
         constraints = [
             models.UniqueConstraint(fields=["message", "call_id"], name="one_tool_call_per_id")
@@ -302,17 +362,21 @@ class Feedback(models.Model):
         DOWN = -1, _("Thumbs down")
         UP = 1, _("Thumbs up")
 
-    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
-    author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback"
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, related_name="feedback", verbose_name=_("message")
     )
-    score = models.SmallIntegerField(choices=Score.choices)
-    comment = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback",
+        verbose_name=_("author"),
+    )
+    score = models.SmallIntegerField(_("score"), choices=Score.choices)
+    comment = models.TextField(_("comment"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
-        verbose_name_plural = "feedback"
+        verbose_name = _("feedback")
+        verbose_name_plural = _("feedback")
 
     def __str__(self) -> str:
         return f"{'+' if self.score > 0 else '-'}1 on {self.message_id}"

@@ -20,6 +20,8 @@ from django.db import models, transaction
 from django.db.models import Case, Max, Value, When
 from django.http import Http404
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from conversations.events import ErrorCode
 from conversations.models import (
@@ -52,8 +54,14 @@ EXTERNAL_USER_ID_MAX_CHARS = 255
 PAGE_SIZE = 30
 
 
+def _count(value: int) -> str:
+    """A count for people, grouped the active language's way (32,000 / 32 000)."""
+    return number_format(value, force_grouping=True)
+
+
 class InvalidInput(Exception):
-    """Bad input from a user: `code` is stable (API/websocket), `message` is for people."""
+    """Bad input from a user: `code` is stable (API/websocket), `message` is for people, in the
+    active language (the request's, or the websocket user's)."""
 
     def __init__(
         self, code: str, message: str, *, field: str | None = None, status: int = 400
@@ -81,15 +89,18 @@ def clean_metadata(value: Any) -> dict[str, Any]:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInput(
-                "invalid", f"Metadata is not valid JSON: {exc.msg} (line {exc.lineno}).",
+                "invalid",
+                _("Metadata is not valid JSON: %(error)s (line %(line)s).")
+                % {"error": exc.msg, "line": exc.lineno},
                 field="metadata",
             ) from None
     if not isinstance(value, dict):
-        raise InvalidInput("invalid", "Metadata must be a JSON object.", field="metadata")
+        raise InvalidInput("invalid", _("Metadata must be a JSON object."), field="metadata")
     if metadata_size(value) > METADATA_MAX_BYTES:
         raise InvalidInput(
             "too_large",
-            f"Metadata must be at most {METADATA_MAX_BYTES // 1024} KB when serialized.",
+            _("Metadata must be at most %(size)s KB when serialized.")
+            % {"size": METADATA_MAX_BYTES // 1024},
             field="metadata",
             status=413,
         )
@@ -100,11 +111,13 @@ def clean_title(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidInput("invalid", "Title must be a string.", field="title")
+        raise InvalidInput("invalid", _("Title must be a string."), field="title")
     value = " ".join(value.split())
     if len(value) > TITLE_MAX_CHARS:
         raise InvalidInput(
-            "invalid", f"Title must be at most {TITLE_MAX_CHARS} characters.", field="title"
+            "invalid",
+            _("Title must be at most %(max)s characters.") % {"max": _count(TITLE_MAX_CHARS)},
+            field="title",
         )
     return value
 
@@ -114,13 +127,14 @@ def clean_external_user_id(value: Any) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidInput(
-            "invalid", "external_user_id must be a string.", field="external_user_id"
+            "invalid", _("external_user_id must be a string."), field="external_user_id"
         )
     value = value.strip()
     if len(value) > EXTERNAL_USER_ID_MAX_CHARS:
         raise InvalidInput(
             "invalid",
-            f"external_user_id must be at most {EXTERNAL_USER_ID_MAX_CHARS} characters.",
+            _("external_user_id must be at most %(max)s characters.")
+            % {"max": _count(EXTERNAL_USER_ID_MAX_CHARS)},
             field="external_user_id",
         )
     return value
@@ -128,14 +142,15 @@ def clean_external_user_id(value: Any) -> str:
 
 def clean_content(value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidInput("invalid", "content must be a string.", field="content")
+        raise InvalidInput("invalid", _("content must be a string."), field="content")
     value = value.strip()
     if not value:
-        raise InvalidInput("invalid", "The message is empty.", field="content")
+        raise InvalidInput("invalid", _("The message is empty."), field="content")
     if len(value) > CONTENT_MAX_CHARS:
         raise InvalidInput(
             "too_large",
-            f"The message is {len(value):,} characters; the limit is {CONTENT_MAX_CHARS:,}.",
+            _("The message is %(count)s characters; the limit is %(max)s.")
+            % {"count": _count(len(value)), "max": _count(CONTENT_MAX_CHARS)},
             field="content",
             status=413,
         )
@@ -148,7 +163,8 @@ def clean_client_id(value: Any) -> str | None:
     if not isinstance(value, str) or len(value) > CLIENT_ID_MAX_CHARS:
         raise InvalidInput(
             "invalid",
-            f"client_id must be a string of at most {CLIENT_ID_MAX_CHARS} characters.",
+            _("client_id must be a string of at most %(max)s characters.")
+            % {"max": _count(CLIENT_ID_MAX_CHARS)},
             field="client_id",
         )
     return value
@@ -161,13 +177,18 @@ def resolve_agent(slug: Any) -> Agent:
     if slug in (None, ""):
         agent = Agent.objects.default()
         if agent is None:
-            raise InvalidInput("invalid", "No agent is configured.", field="agent", status=422)
+            raise InvalidInput(
+                "invalid", _("No agent is configured."), field="agent", status=422
+            )
         return agent
     if not isinstance(slug, str):
-        raise InvalidInput("invalid", "agent must be an agent slug.", field="agent")
+        raise InvalidInput("invalid", _("agent must be an agent slug."), field="agent")
     agent = Agent.objects.active().filter(slug=slug).first()
     if agent is None:
-        raise InvalidInput("invalid", f"Unknown agent {slug!r}.", field="agent", status=422)
+        raise InvalidInput(
+            "invalid", _("Unknown agent “%(slug)s”.") % {"slug": slug}, field="agent",
+            status=422,
+        )
     return agent
 
 
@@ -183,7 +204,7 @@ def agent_config(agent: Agent) -> AgentConfig:
 
 
 def ensure_demo_agent() -> Agent:
-    agent, _ = Agent.objects.get_or_create(
+    agent, _created = Agent.objects.get_or_create(
         slug="demo",
         defaults={"name": "Demo agent", "provider": "demo", "is_active": True},
     )
@@ -201,7 +222,7 @@ def get_conversation(user: Any, conversation_id: UUID | str) -> Conversation:
     try:
         return Conversation.objects.for_user(user).select_related("agent").get(pk=conversation_id)
     except (Conversation.DoesNotExist, ValidationError, ValueError):
-        raise Http404("No such conversation.") from None
+        raise Http404(_("No such conversation.")) from None
 
 
 def create_conversation(
@@ -252,7 +273,9 @@ def update_conversation(conversation: Conversation, **changes: Any) -> Conversat
         fields.append("external_user_id")
     if "archived" in changes:
         if not isinstance(changes["archived"], bool):
-            raise InvalidInput("invalid", "archived must be true or false.", field="archived")
+            raise InvalidInput(
+                "invalid", _("archived must be true or false."), field="archived"
+            )
         conversation.archived = changes["archived"]
         fields.append("archived")
     if fields:
@@ -387,7 +410,7 @@ def accept_user_message(
             .first()
         )
         if conversation is None:
-            raise InvalidInput("not_found", "No such conversation.", status=404)
+            raise InvalidInput("not_found", _("No such conversation."), status=404)
         # One read gives the idempotency check, the active-run check, the history and the next
         # position: the queries per reply stay few whatever the conversation's length.
         rows = list(conversation.messages.order_by("seq").values_list(
@@ -400,12 +423,12 @@ def accept_user_message(
         if any(r[4] == Message.Status.STREAMING for r in rows):
             raise InvalidInput(
                 "run_active",
-                "The agent is still replying; stop it or wait for it to finish.",
+                _("The agent is still replying; stop it or wait for it to finish."),
                 status=409,
             )
         if not conversation.agent.is_active:
             raise InvalidInput(
-                "invalid", "This conversation's agent has been deactivated.", status=422
+                "invalid", _("This conversation's agent has been deactivated."), status=422
             )
         history = _turns([(r[2], r[3], r[4]) for r in rows])
         seq = (rows[-1][1] if rows else 0) + 1
@@ -594,14 +617,14 @@ def accept_interrupt_answer(
     """
     answer = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     if len(answer) > CONTENT_MAX_CHARS:
-        raise InvalidInput("too_large", "The answer is too large.", status=413)
+        raise InvalidInput("too_large", _("The answer is too large."), status=413)
     with transaction.atomic():
         conversation = (
             Conversation.objects.for_user(user).select_for_update().select_related("agent")
             .filter(pk=conversation_id).first()
         )
         if conversation is None:
-            raise InvalidInput("not_found", "No such conversation.", status=404)
+            raise InvalidInput("not_found", _("No such conversation."), status=404)
         paused = next(
             (
                 m
@@ -611,9 +634,11 @@ def accept_interrupt_answer(
             None,
         )
         if paused is None:
-            raise InvalidInput("no_interrupt", "There is no pending interrupt with that id.")
+            raise InvalidInput(
+                "no_interrupt", _("There is no pending interrupt with that id.")
+            )
         if active_run_message(conversation) is not None:
-            raise InvalidInput("run_active", "The agent is still replying.", status=409)
+            raise InvalidInput("run_active", _("The agent is still replying."), status=409)
         now = timezone.now()
         paused.status = Message.Status.COMPLETED
         answer_record = {"id": interrupt_id, "payload": payload}
@@ -657,36 +682,40 @@ def set_feedback(user: Any, message_id: UUID | str, score: Any, comment: Any = "
     """Thumbs up (1) / down (-1) with an optional comment on one of the user's assistant replies;
     calling again changes it. Other users' replies answer 404."""
     if score not in (1, -1) or isinstance(score, bool):
-        raise InvalidInput("invalid", "score must be 1 (thumbs up) or -1 (thumbs down).",
+        raise InvalidInput("invalid", _("score must be 1 (thumbs up) or -1 (thumbs down)."),
                            field="score")
     if comment is None:
         comment = ""
     if not isinstance(comment, str):
-        raise InvalidInput("invalid", "comment must be a string.", field="comment")
+        raise InvalidInput("invalid", _("comment must be a string."), field="comment")
     comment = comment.strip()
     if len(comment) > FEEDBACK_COMMENT_MAX_CHARS:
-        raise InvalidInput("invalid", f"The comment must be at most "
-                           f"{FEEDBACK_COMMENT_MAX_CHARS:,} characters.", field="comment")
+        raise InvalidInput(
+            "invalid",
+            _("The comment must be at most %(max)s characters.")
+            % {"max": _count(FEEDBACK_COMMENT_MAX_CHARS)},
+            field="comment",
+        )
     try:
         message = Message.objects.select_related("conversation").get(
             pk=message_id, conversation__owner=user, role=Message.Role.ASSISTANT
         )
     except (Message.DoesNotExist, ValidationError, ValueError):
-        raise Http404("No such reply.") from None
+        raise Http404(_("No such reply.")) from None
     if message.status == Message.Status.STREAMING:
-        raise InvalidInput("invalid", "Wait for the reply to finish before rating it.",
+        raise InvalidInput("invalid", _("Wait for the reply to finish before rating it."),
                            status=409)
-    feedback, _ = Feedback.objects.update_or_create(
+    feedback, _created = Feedback.objects.update_or_create(
         message=message, defaults={"author": user, "score": score, "comment": comment}
     )
     return feedback
 
 
 def clear_feedback(user: Any, message_id: UUID | str) -> None:
-    deleted, _ = Feedback.objects.filter(
+    deleted, _per_model = Feedback.objects.filter(
         message_id=message_id, message__conversation__owner=user
     ).delete()
     if not deleted and not Message.objects.filter(
         pk=message_id, conversation__owner=user
     ).exists():
-        raise Http404("No such reply.")
+        raise Http404(_("No such reply."))

@@ -209,7 +209,7 @@ def test_it_edits_the_customer_context(page: Any, server: LiveServer):
     expect(page.locator(f"#sidebar [data-conversation-id='{other_id}']")).to_have_count(1)
 
 
-def test_the_context_panel_collapses_and_is_a_drawer_on_phones(page: Any, server: LiveServer):
+def test_it_the_context_panel_collapses_and_is_a_drawer_on_phones(page: Any, server: LiveServer):
     new_conversation(page, server, "Context panel layout")
     panel, toggle = page.locator("#context-panel"), page.locator("#context-toggle")
     expect(toggle).to_have_attribute("aria-expanded", "true")

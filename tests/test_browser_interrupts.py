@@ -175,7 +175,7 @@ def test_it_answers_a_pending_interrupt_after_a_reload(page: Any, server: LiveSe
     assert_answered_card(page.locator(".interrupt-card"), "reject")
 
 
-def test_an_interrupt_answered_elsewhere_is_closed_on_the_card(page: Any, server: LiveServer):
+def test_it_an_interrupt_answered_elsewhere_is_closed_on_the_card(page: Any, server: LiveServer):
     new_conversation(page, server, "Browser interrupt expired")
     card = ask_for_approval(page)
     # Answered behind this page's back (as another tab or the API would): not pending any more.

@@ -24,7 +24,10 @@ PRODUCTION_ENV = {
 
 
 def run(*code: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **PRODUCTION_ENV}
+    # The test run's own tuning (make test sets CONN_MAX_AGE=0 for its PostgreSQL pass) must
+    # not leak into "production".
+    env = {k: v for k, v in os.environ.items() if k not in ("CONN_MAX_AGE", "DB_HEALTH_CHECKS")}
+    env.update(PRODUCTION_ENV)
     return subprocess.run(  # noqa: S603 - our own manage.py
         [sys.executable, str(ROOT / "manage.py"), *code], env=env, cwd=ROOT,
         capture_output=True, text=True, timeout=60, check=False,
