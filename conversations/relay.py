@@ -137,9 +137,19 @@ class Run:
                 await self.owner(frame)
             except Exception:  # the socket went away; the run goes on without it
                 self.detach_owner()
+        if not self._watched_by_others():
+            return  # nobody else to coalesce for: skip the batch work on the hot path
         self._queue(frame)
         if urgent:
             await self.publish()
+
+    def _watched_by_others(self) -> bool:
+        """Another socket of this process watches, or other processes might. A socket that
+        starts watching registers before taking its snapshot, so it misses nothing skipped."""
+        if self.relay.bus.cross_process:
+            return True
+        viewers = self.relay.viewers.get(self.conversation_id, {})
+        return any(name != self.owner_channel for name in viewers)
 
     def detach_owner(self) -> None:
         self.owner = None
