@@ -497,8 +497,14 @@ class Relay:
         """Hand a batch to this process's sockets of the conversation (not through the layer:
         a channel-layer message per socket cost ~150 µs each, performance.md)."""
         for channel_name, viewer in list(self.viewers.get(conversation_id, {}).items()):
-            if channel_name != skip:
+            if channel_name == skip:
+                continue
+            try:
                 await viewer.deliver(frames)
+            except Exception:
+                # A socket closing under us must not fail the reply or starve the others; it
+                # unregisters itself in disconnect().
+                logger.debug("delivery to %s failed", channel_name, exc_info=True)
 
     @property
     def fanout_window(self) -> float:
