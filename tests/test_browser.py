@@ -142,3 +142,16 @@ def test_it_continues_the_reply_after_a_reload(page: Any, server: LiveServer):
     users = page.locator("article.message[data-role=user]")
     assert users.count() == 1
     assert json.loads(json.dumps(shown)).count("Tell me everything, slowly") == 1
+
+
+def test_it_shows_a_tool_call_card_with_arguments_and_result(page: Any, server: LiveServer):
+    new_conversation(page, server, "Browser tool")
+    send(page, "Please use a tool to find my order")
+    page.wait_for_selector("article.message[data-role=assistant][data-status=completed]",
+                           timeout=20_000)
+    card = last_reply(page).locator("details.tool-call")
+    assert card.count() == 1
+    assert card.locator(".tool-call-name").inner_text() == "lookup_order"
+    card.locator("summary").click()
+    assert "A-1042" in card.locator(".tool-call-arguments").inner_text()
+    assert "Purolator" in card.locator(".tool-call-result").inner_text()

@@ -777,24 +777,32 @@ function renderReasoning(message, view) {
 }
 
 function renderToolCalls(message, view) {
-  const ids = new Set();
+  reconcileKeyed(view.tools, view.toolViews, message.tool_calls.map((call) => [call.id, call]),
+    createToolCallView, updateToolCallView);
+}
+
+// Keep `container`'s children in the order of `entries` ([key, value] pairs), one view per key
+// (`views`: key -> {el, ...}), created once and updated in place so open <details> and
+// selections survive re-renders; views whose key is gone are removed.
+function reconcileKeyed(container, views, entries, create, update) {
+  const keys = new Set();
   let previous = null;
-  for (const call of message.tool_calls) {
-    ids.add(call.id);
-    let tv = view.toolViews.get(call.id);
-    if (!tv) {
-      tv = createToolCallView(call.id);
-      view.toolViews.set(call.id, tv);
+  for (const [key, value] of entries) {
+    keys.add(key);
+    let v = views.get(key);
+    if (!v) {
+      v = create(key);
+      views.set(key, v);
     }
-    const expected = previous ? previous.nextElementSibling : view.tools.firstElementChild;
-    if (expected !== tv.el) view.tools.insertBefore(tv.el, expected);
-    updateToolCallView(tv, call);
-    previous = tv.el;
+    const expected = previous ? previous.nextElementSibling : container.firstElementChild;
+    if (expected !== v.el) container.insertBefore(v.el, expected);
+    update(v, value);
+    previous = v.el;
   }
-  for (const [id, tv] of view.toolViews) {
-    if (!ids.has(id)) {
-      tv.el.remove();
-      view.toolViews.delete(id);
+  for (const [key, v] of views) {
+    if (!keys.has(key)) {
+      v.el.remove();
+      views.delete(key);
     }
   }
 }
@@ -857,17 +865,7 @@ function dataEntries(message) {
 }
 
 function renderData(message, view) {
-  const keys = new Set();
-  let previous = null;
-  for (const [key, values] of dataEntries(message)) {
-    keys.add(key);
-    let dv = view.dataViews.get(key);
-    if (!dv) {
-      dv = createDataView(key);
-      view.dataViews.set(key, dv);
-    }
-    const expected = previous ? previous.nextElementSibling : view.data.firstElementChild;
-    if (expected !== dv.el) view.data.insertBefore(dv.el, expected);
+  reconcileKeyed(view.data, view.dataViews, dataEntries(message), createDataView, (dv, values) => {
     // The lists only grow (frames append), so the same list at the same length is unchanged.
     if (dv.values !== values || dv.length !== values.length) {
       dv.values = values;
@@ -875,14 +873,7 @@ function renderData(message, view) {
       dv.count.textContent = numberFormat.format(values.length);
       dv.body.textContent = prettyJson(values.length === 1 ? values[0] : values);
     }
-    previous = dv.el;
-  }
-  for (const [key, dv] of view.dataViews) {
-    if (!keys.has(key)) {
-      dv.el.remove();
-      view.dataViews.delete(key);
-    }
-  }
+  });
 }
 
 function createDataView(key) {
