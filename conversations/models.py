@@ -127,12 +127,6 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             return self.none()
         return self.filter(owner=user)
 
-    def archived(self) -> ConversationQuerySet:
-        return self.filter(archived=True)
-
-    def unarchived(self) -> ConversationQuerySet:
-        return self.filter(archived=False)
-
     def search(self, q: str) -> ConversationQuerySet:
         q = q.strip()
         if not q:
@@ -240,14 +234,8 @@ def display_title(title: str, titles: dict[str, Any] | None, language: str | Non
 
 
 class MessageQuerySet(models.QuerySet["Message"]):
-    def completed(self) -> MessageQuerySet:
-        return self.filter(status=Message.Status.COMPLETED)
-
     def streaming(self) -> MessageQuerySet:
         return self.filter(status=Message.Status.STREAMING)
-
-    def transcript(self) -> MessageQuerySet:
-        return self.order_by("seq").select_related("feedback").prefetch_related("tool_calls")
 
 
 class Message(models.Model):

@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
-from conversations import export, stats
+from conversations import export, services, stats
 from conversations.api import api_error, api_view
 from conversations.models import Conversation, Message, ToolCall
 from conversations.services import InvalidInput
@@ -143,8 +143,8 @@ def _tool_call_view(call: ToolCall) -> ToolCallView:
 
 
 def message_view(message: Message) -> MessageView:
-    """Everything the transcript shows for one message; needs `tool_calls` and `feedback`
-    loaded (MessageQuerySet.transcript) to stay at a fixed number of queries."""
+    """Everything the transcript shows for one message; needs `tool_call_rows` and `feedback`
+    loaded (services.transcript) to stay at a fixed number of queries."""
     extra = message.extra if isinstance(message.extra, dict) else {}
     duration = None
     if message.completed_at and message.role == Message.Role.ASSISTANT:
@@ -157,7 +157,7 @@ def message_view(message: Message) -> MessageView:
         duration_ms=duration,
     )
     if message.role == Message.Role.ASSISTANT:
-        view.tool_calls = [_tool_call_view(c) for c in message.tool_calls.all()]
+        view.tool_calls = [_tool_call_view(c) for c in message.tool_call_rows]
         view.feedback = getattr(message, "feedback", None)
     view.reasoning = str(extra.get("reasoning") or "")
     interrupt = extra.get("pending_interrupt")
@@ -177,7 +177,7 @@ def message_view(message: Message) -> MessageView:
 
 
 def transcript_views(conversation: Conversation) -> list[MessageView]:
-    return [message_view(m) for m in conversation.messages.transcript()]
+    return [message_view(m) for m in services.transcript(conversation)]
 
 
 # Export API ----------------------------------------------------------------------------------
