@@ -215,6 +215,9 @@ async def open_viewer(
     gate: asyncio.Semaphore,
     errors: Counter[str],
 ) -> bool:
+    # A browser sends its page's origin, i.e. this server's own: the websocket Origin check
+    # matches scheme, host and port exactly (chatsite/origin.py).
+    headers = {**headers, "Origin": f"http://{host}:{port}"}
     async with gate:
         try:
             viewer.proto = await connect(host, port, path, headers, viewer.on_text)

@@ -354,6 +354,11 @@ class Bench:
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
+                # One benchmark user holds hundreds of sockets and replies: no per-user limits.
+                "RATE_LIMIT_RUNS_PER_USER": "0",
+                "RATE_LIMIT_SENDS_PER_MINUTE": "0",
+                "RATE_LIMIT_WRITES_PER_MINUTE": "0",
+                "RATE_LIMIT_SOCKETS_PER_USER": "0",
             }
         )
         env.update(extra)
@@ -833,7 +838,7 @@ class Bench:
                     }
                     for k, cid in enumerate(ids)
                 ]
-                # Both ports are 127.0.0.1 hosts: one Origin (host without port) passes both.
+                # The load generator sends each socket its own server's Origin.
                 headers = self.cookie_headers(p1, self.fixtures.session)
                 run = self.stream_run(
                     "B-chatsite",

@@ -6,9 +6,11 @@ Production switches (DATABASE_URL, REDIS_URL, ...) are listed in the README's ta
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -16,19 +18,14 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
 
 DEBUG = env.bool("DEBUG", default=False)
-# A fixed development key only when DEBUG is on; production must set SECRET_KEY.
+# A fixed development key only when DEBUG is on; production must set SECRET_KEY. Without DEBUG
+# a missing key stays empty and nothing starts: the chatsite.E001 system check fails every
+# management command and chatsite.middleware.SecretKeyRequired stops Daphne (chatsite/checks.py).
+# A random key per process would log users out whenever two processes or a restart disagree.
 SECRET_KEY = env.str(
     "SECRET_KEY",
     default="dev-only-insecure-key-change-me" if DEBUG else "",
 )
-if not SECRET_KEY:
-    # Not DEBUG and no key: a random per-process key keeps the site safe but logs users out on
-    # restart; say so loudly rather than start with a guessable key.
-    import secrets
-    import sys
-
-    SECRET_KEY = secrets.token_urlsafe(50)
-    print("warning: SECRET_KEY is not set; using a random key for this process", file=sys.stderr)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -43,17 +40,27 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "conversations",
+    # The project package itself, for its system checks (chatsite/checks.py).
+    "chatsite.apps.ChatsiteConfig",
 ]
 
 MIDDLEWARE = [
+    # Refuses to start without SECRET_KEY when DEBUG is off (Daphne runs no system checks).
+    "chatsite.middleware.SecretKeyRequired",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every page (CONTENT_SECURITY_POLICY below).
+    "chatsite.middleware.ContentSecurityPolicy",
     # Static files in production without nginx (compressed, hashed names, far-future caching).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    # NUL in a query string or form field: 400 before any view (conversations/validation.py).
+    "conversations.validation.RequestTextMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Cache-Control: private, no-store on every answer to a signed-in user.
+    "chatsite.middleware.no_store_for_users",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -189,6 +196,27 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp; chatsite.middleware.ContentSecurityPolicy adds the
+# request host's ws:/wss: to connect-src). Scripts come only from our own static files: no page
+# has an inline script or event-handler attribute (json_script data blocks are not executed),
+# and the Django admin's scripts are static files too. Styles likewise: colours that vary are
+# SVG fill attributes, which style-src does not govern, so style attributes a prompt-injected
+# reply might smuggle in cannot restyle or overlay a page.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Vendor HTTP timeouts (seconds). Connect ~10 s; the read timeout is an *idle* timeout between
@@ -196,6 +224,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # default (vendor-apis.md §C18).
 VENDOR_CONNECT_TIMEOUT = env.float("VENDOR_CONNECT_TIMEOUT", default=10.0)
 VENDOR_READ_TIMEOUT = env.float("VENDOR_READ_TIMEOUT", default=120.0)
+
+# A reply longer than this fails with vendor_too_large, keeping the text up to it: 1,000,000
+# characters is ~250k tokens, beyond any model's output, and bounds what one run can store.
+MAX_REPLY_CHARS = env.int("MAX_REPLY_CHARS", default=1_000_000)
+
+# Which environment variables an agent may name as its token (`token_env`), matched whole;
+# chatsite's own settings (SECRET_KEY, DATABASE_URL, REDIS_URL...) are refused whatever this
+# says (conversations/token_env.py). Default: upper-case names ending in _API_KEY, _TOKEN, _KEY
+# or _SECRET (conversations/providers/redact.py, which also hides these variables' values
+# from every log line). Empty: that default.
+AGENT_TOKEN_ENV_PATTERN = env.str("AGENT_TOKEN_ENV_PATTERN", default="")
 
 # Relay tuning; the numbers behind them are in conversations/relay.py.
 RELAY_FLUSH_INTERVAL = env.float("RELAY_FLUSH_INTERVAL", default=1.0)
@@ -220,4 +259,48 @@ LOGGING = {
     },
 }
 
+# Every log record is redacted of agent tokens and credential echoes when it is made
+# (conversations/providers/redact.py), whichever handler it reaches.
+LOGGING_CONFIG = "conversations.providers.redact.configure_logging"
+
 CSRF_FAILURE_VIEW = "conversations.api.csrf_failure"
+
+# --- Rate limits (issue 8 §6; conversations/ratelimit.py). 0 disables a limit. ----------------
+# Replies streaming at once per user: 10 covers a person with several tabs; 60 sockets started
+# 60 vendor calls in 4 s before this limit existed.
+RATE_LIMIT_RUNS_PER_USER = env.int("RATE_LIMIT_RUNS_PER_USER", default=10)
+# `message.send` / `interrupt.resume` frames per user per minute: one a second, sustained.
+RATE_LIMIT_SENDS_PER_MINUTE = env.int("RATE_LIMIT_SENDS_PER_MINUTE", default=60)
+# API writes and HTML form writes per user per minute, one budget: generous for people and
+# scripts, stops a runaway loop from filling the database.
+RATE_LIMIT_WRITES_PER_MINUTE = env.int("RATE_LIMIT_WRITES_PER_MINUTE", default=120)
+# Open websockets per user (300 were accepted for one user before): 50 tabs is plenty.
+RATE_LIMIT_SOCKETS_PER_USER = env.int("RATE_LIMIT_SOCKETS_PER_USER", default=50)
+# Prefix of the counters' Redis / cache keys, so several sites can share one Redis.
+RATE_LIMIT_KEY_PREFIX = env.str("RATE_LIMIT_KEY_PREFIX", default="chatsite:ratelimit")
+
+# --- Login throttling (issue 8 §7; django-axes) -----------------------------------------------
+# After 10 failed logins for one username from one address, that pair is locked (HTTP 429, the
+# right password refused too) until 15 minutes pass without a failure; other usernames from
+# the same address and the same username from elsewhere are unaffected. Attempts are stored in
+# the database, so every process sees them; staff can unlock in the admin (Axes > Access
+# attempts) or with `manage.py axes_reset_username USERNAME`.
+INSTALLED_APPS += ["axes"]
+# Last: it turns the backend's lockout signal into the lockout page.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked pair before the password is even hashed (~0.5 s of CPU each).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+# Number of reverse proxies in front of the site, each appending to X-Forwarded-For (nginx's
+# `$proxy_add_x_forwarded_for`). 0: the client is REMOTE_ADDR and X-Forwarded-For is ignored,
+# since any client can send it. See conversations/ratelimit.py:client_ip.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "conversations.ratelimit.client_ip"

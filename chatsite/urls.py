@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
-from conversations import api, review, views
+from conversations import api, openapi, review, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("stats/", review.stats_view, name="review_stats"),
+    path("api/v1/openapi.json", openapi.openapi_json, name="api_openapi"),
     path("api/v1/conversations", api.conversations, name="api_conversations"),
     path(
         "api/v1/conversations/export",
@@ -36,5 +37,6 @@ urlpatterns = [
         api.message_feedback,
         name="api_message_feedback",
     ),
-    path("api/<path:rest>", api.not_found),
+    # Any path under api/ (a newline included: <path:> stops at one) answers in the error shape.
+    re_path(r"^api/(?P<rest>[\s\S]*)\Z", api.not_found),
 ]

@@ -101,7 +101,7 @@ async def _probe(agent: Agent) -> ConnectionResult:
         agent=config, conversation_id=f"connection-test-{uuid.uuid4()}", message="ping"
     )
     # aclosing: leaving at the first text delta must close the vendor's HTTP stream now.
-    async with contextlib.aclosing(provider.stream(request)) as stream:  # type: ignore[type-var]
+    async with contextlib.aclosing(provider.run(request)) as stream:  # type: ignore[type-var]
         async for event in stream:
             if isinstance(event, ev.TextDelta) and event.text:
                 return ConnectionResult(
@@ -123,7 +123,7 @@ def check_connection(agent: Agent) -> ConnectionResult:
     """Stream "ping" to the agent's vendor and stop at the first text (or terminal event).
 
     The result's message never contains the token: vendors sometimes echo the credential they
-    refused, so it is scrubbed from whatever comes back.
+    refused, and `Provider.run` redacts whatever comes back.
     """
 
     async def run() -> ConnectionResult:
@@ -140,13 +140,8 @@ def check_connection(agent: Agent) -> ConnectionResult:
             err = error_for_exception(exc, agent_config(agent))
             return ConnectionResult(False, err.message, err.code)
 
-    result = async_to_sync(run)()
-    token = agent.token()
-    if token and token in result.message:
-        result = ConnectionResult(
-            result.ok, result.message.replace(token, "••••"), result.code, result.elapsed_ms
-        )
-    return result
+    # Vendor text in the result was redacted at the provider boundary (Provider.run).
+    return async_to_sync(run)()
 
 
 def report_connection(request: HttpRequest, agent: Agent) -> None:
@@ -580,7 +575,9 @@ class LabelAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("colour"))
     def colour_column(self, obj: Label) -> str:
         return format_html(
-            '<span class="label-chip" style="background: {}">{}</span>', obj.color, obj.color
+            # An SVG fill, not a style attribute: the CSP allows no inline styles (settings.py).
+            '<span class="label-chip"><svg class="swatch" viewBox="0 0 1 1" aria-hidden="true">'
+            '<rect width="1" height="1" fill="{}"/></svg>{}</span>', obj.color, obj.color
         )
 
     @admin.display(description=gettext_lazy("conversations"), ordering="n_conversations")

@@ -5,26 +5,24 @@ stable English identifier, `message` is for people, in the request's language.""
 from __future__ import annotations
 
 import functools
-import json
+import re
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from conversations import services
+from conversations import ratelimit, services, validation
 from conversations.frames import conversation_json, message_json
 
 # 64 KiB: the largest legitimate body is 16 KB of metadata plus a title; bigger is refused
 # with 413 before it is parsed.
 MAX_BODY_BYTES = 64 * 1024
-# Writes per user per minute: generous for people and scripts, stops a runaway loop from
-# filling the database.
-WRITE_LIMIT_PER_MINUTE = 120
+# Up to 9 digits: a page number, not a 5,000-digit integer for int() to chew on.
+PAGE_RE = re.compile(r"[0-9]{1,9}")
 
 View = Callable[..., HttpResponse]
 
@@ -37,14 +35,16 @@ def api_error(
     )
 
 
-def _rate_limited(user_id: int) -> bool:
-    key = f"api-writes:{user_id}"
-    cache.add(key, 0, timeout=60)
-    try:
-        return cache.incr(key) > WRITE_LIMIT_PER_MINUTE
-    except ValueError:  # the key expired between add and incr
-        cache.set(key, 1, timeout=60)
-        return False
+def _rate_limited(request: HttpRequest) -> HttpResponse | None:
+    """A 429 once the user's writes (API and HTML forms together, RATE_LIMIT_WRITES_PER_MINUTE)
+    are used up for this minute."""
+    refusal = ratelimit.hit_writes(request.user.pk)
+    if refusal is None:
+        return None
+    response = api_error(429, "rate_limited", refusal.message,
+                         {"retry_after": refusal.retry_after})
+    response["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
@@ -61,10 +61,10 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 )
                 response["Allow"] = ", ".join(methods)
                 return response
-            if request.method in ("POST", "PATCH", "PUT", "DELETE") and _rate_limited(
-                request.user.pk
+            if request.method in ("POST", "PATCH", "PUT", "DELETE") and (
+                limited := _rate_limited(request)
             ):
-                return api_error(429, "rate_limited", _("Too many requests; wait a minute."))
+                return limited
             try:
                 return handler(request, *args, **kwargs)
             except Http404 as exc:
@@ -104,9 +104,12 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise services.InvalidInput("bad_json", _("The body is not valid JSON.")) from None
+        body = validation.loads(raw)
+    except validation.InvalidJSON as exc:
+        # Parsed but unstorable (a lone surrogate, NaN, nesting past 32): 422, like any refused
+        # field value; not JSON at all: 400.
+        status = 400 if exc.code == "bad_json" else 422
+        raise services.InvalidInput(exc.code, exc.message, status=status) from None
     if not isinstance(body, dict):
         raise services.InvalidInput("bad_json", _("The body must be a JSON object."))
     return body
@@ -130,7 +133,8 @@ class Conversations:
     def get(request: HttpRequest) -> HttpResponse:
         archived = request.GET.get("archived", "0").lower() in ("1", "true", "yes")
         page = request.GET.get("page", "1")
-        if not page.isdigit() or int(page) < 1:
+        # ASCII digits only: "²".isdigit() is true, int("²") raises (a 500 before).
+        if not PAGE_RE.fullmatch(page) or int(page) < 1:
             raise services.InvalidInput(
                 "invalid", _("page must be a positive integer."), field="page"
             )

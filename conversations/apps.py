@@ -8,3 +8,9 @@ class ConversationsConfig(AppConfig):
     name = "conversations"
     default_auto_field = "django.db.models.BigAutoField"
     verbose_name = _("Conversations")
+
+    def ready(self) -> None:
+        # Logout, deactivation and password changes close the user's websockets.
+        from conversations import sessions
+
+        sessions.connect_receivers()

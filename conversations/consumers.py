@@ -15,7 +15,7 @@ from django.http.cookie import parse_cookie
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from conversations import backpressure, services
+from conversations import backpressure, ratelimit, services, sessions, validation
 from conversations.frames import (
     conversation_json,
     error_frame,
@@ -61,6 +61,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     gauge: backpressure.WriteGauge | None = None
     raw_send: Any = None
     closing = False
+    # The login session the socket was opened with; its end closes the socket (sessions.py).
+    auth_session: sessions.SocketSession | None = None
 
     async def connect(self) -> None:
         self.language = scope_language(self.scope)
@@ -74,6 +76,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             )
         except Http404:
             await self.close()
+            return
+        # Join the user's and the session's groups, then check the session once more: a logout
+        # published between the handshake's session read and the join still ends this socket.
+        self.auth_session = sessions.socket_session(self.scope)
+        for name in self.auth_session.groups if self.auth_session else ():
+            await self.channel_layer.group_add(name, self.channel_name)
+        if not await database_sync_to_async(sessions.session_is_valid)(self.auth_session):
+            await self.close()
+            return
+        # Over RATE_LIMIT_SOCKETS_PER_USER: accepted, told why (`rate_limited` with retry_after;
+        # a refused handshake is a bare HTTP 403), then closed with 4429. Nothing joined yet.
+        if refusal := await ratelimit.aopen_socket(user.pk, self.channel_name):
+            await self.accept()
+            with translation.override(self.language):
+                await self.send(text_data=json.dumps(refusal.frame(), ensure_ascii=False))
+            await self.close(code=ratelimit.CLOSE_TOO_MANY_SOCKETS)
             return
         self.conversation_id = str(conversation.id)
         self.group = conversation_group(self.conversation_id)
@@ -89,6 +107,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.send_frame(fit_sync(await self._sync_frame()))
 
     async def disconnect(self, code: int) -> None:
+        for name in self.auth_session.groups if self.auth_session else ():
+            await self.channel_layer.group_discard(name, self.channel_name)
+        await ratelimit.aclose_socket(self.channel_name)
         if getattr(self, "group", None):
             relay.remove_viewer(self.conversation_id, self)
             relay.detach(self.conversation_id, self.channel_name)
@@ -151,9 +172,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 _("Frames must be at most %(size)s KiB.") % {"size": MAX_FRAME_BYTES // 1024}))
             return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            await self.send_frame(error_frame("bad_json", _("The frame is not valid JSON.")))
+            frame = validation.parse(text_data)
+        except validation.InvalidJSON as exc:
+            message = _("The frame is not valid JSON.") if exc.code == "bad_json" else exc.message
+            await self.send_frame(error_frame(exc.code, message))
+            return
+        try:
+            validation.check(frame)
+        except validation.InvalidJSON as exc:
+            # JSON that cannot be stored (a lone surrogate, NUL, nesting past 32): refused with
+            # the client_id, so the client drops that message rather than resend it forever.
+            await self.send_frame(error_frame("invalid", exc.message,
+                                              client_id=_client_id(frame)))
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_frame(error_frame(
@@ -166,14 +196,33 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 _("Unknown frame type “%(type)s”.") % {"type": frame["type"][:64]}))
             return
         try:
+            if frame["type"] != "ping" and not await database_sync_to_async(
+                    sessions.session_is_valid)(self.auth_session):
+                # Logged out, deactivated or a new password since the handshake: nothing stored.
+                await self.send_frame(error_frame(
+                    "not_authenticated", _("Your session has ended. Log in again to continue."),
+                    client_id=_client_id(frame)))
+                await self.session_revoked({})
+                return
             await handler(self, frame)
         except services.InvalidInput as exc:
-            await self.send_frame(error_frame(exc.code, exc.message))
+            await self.send_frame(error_frame(exc.code, exc.message, client_id=_client_id(frame)))
+        except Exception:
+            # A bug or an outage (database, channel layer) must not close the socket with 1011
+            # and make the client resend: say so, log once, keep the connection.
+            logger.exception("frame %s failed on %s", frame["type"], self.conversation_id)
+            await self.send_frame(error_frame(
+                "internal_error", _("The server could not handle this request; try again."),
+                client_id=_client_id(frame)))
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
         await self.send_frame({"type": "pong"})
 
     async def on_send(self, frame: dict[str, Any]) -> None:
+        # Replies running and sends per minute (ratelimit.py): refused before anything is stored.
+        if refusal := await database_sync_to_async(ratelimit.check_send)(self.scope["user"].pk):
+            await self.send_frame(refusal.frame(client_id=_client_id(frame)))
+            return
         accepted = await database_sync_to_async(services.accept_user_message)(
             self.conversation_id,
             self.scope["user"],
@@ -203,6 +252,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if not isinstance(interrupt_id, str) or not interrupt_id:
             await self.send_frame(error_frame("invalid", _("interrupt_id must be a string.")))
             return
+        if refusal := await database_sync_to_async(ratelimit.check_send)(self.scope["user"].pk):
+            await self.send_frame(refusal.frame())
+            return
         accepted = await database_sync_to_async(services.accept_interrupt_answer)(
             self.conversation_id, self.scope["user"], interrupt_id, frame.get("payload")
         )
@@ -227,6 +279,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if event.get("skip") == self.channel_name:
             return
         await self.deliver(event["frames"])
+
+    async def session_revoked(self, event: dict[str, Any]) -> None:
+        """The socket's session ended (sessions.REVOKED_MESSAGE, or the guard in _receive)."""
+        self.closing = True  # nothing more is sent to a socket that is no longer logged in
+        await self.close(code=sessions.CLOSE_SESSION_ENDED)
 
     async def conversation_deleted(self, event: dict[str, Any]) -> None:
         # 4404: the client stops reconnecting to a conversation that is gone.
@@ -257,6 +314,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                           "status": m.status}
         return (conversation_json(conversation, self.language),
                 [message_json(m) for m in messages], stored, complete)
+
+
+def _client_id(frame: Any) -> str | None:
+    """The frame's client_id when it is a plain string (echoed in error frames)."""
+    value = frame.get("client_id") if isinstance(frame, dict) else None
+    if isinstance(value, str) and len(value) <= services.CLIENT_ID_MAX_CHARS:
+        try:
+            validation.check_text(value)
+        except validation.InvalidJSON:
+            return None
+        return value
+    return None
 
 
 def fit_sync(frame: dict[str, Any]) -> dict[str, Any] | str:

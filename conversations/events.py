@@ -148,6 +148,8 @@ class ErrorCode:
     VENDOR_ERROR = "vendor_error"
     VENDOR_BAD_REQUEST = "vendor_bad_request"
     VENDOR_PROTOCOL = "vendor_protocol"
+    # The reply passed MAX_REPLY_CHARS; the text up to the cap is kept.
+    VENDOR_TOO_LARGE = "vendor_too_large"
     # The vendor no longer knows this conversation (404 on it): start a new conversation.
     VENDOR_CONVERSATION_LOST = "vendor_conversation_lost"
     AGENT_MISCONFIGURED = "agent_misconfigured"

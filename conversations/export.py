@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -31,6 +32,8 @@ from django.utils.translation import gettext as _
 from conversations.frames import message_json
 from conversations.models import Agent, Conversation, Label, Message
 from conversations.services import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 # 100 conversations per chunk: five queries fetch a chunk (conversations, labels, messages with
 # their feedback, tool calls), and a chunk of long transcripts stays a few MB in memory.
@@ -97,16 +100,24 @@ def _day_bound(value: str, name: str, *, end: bool) -> datetime:
         moment = None if day else parse_datetime(value)
     except ValueError:
         moment = day = None
-    if moment is not None:
-        return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
-    if day is None:
-        raise InvalidInput(
-            "invalid", _("%(name)s must be a date such as 2025-01-31 or an ISO datetime.")
-            % {"name": name}, field=name, status=422,
-        )
-    if end:
-        day += timedelta(days=1)
-    return timezone.make_aware(datetime.combine(day, time.min))
+    try:
+        if moment is not None:
+            moment = moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+        elif day is not None:
+            if end:
+                day += timedelta(days=1)
+            moment = timezone.make_aware(datetime.combine(day, time.min))
+        if moment is not None:
+            # Compared in UTC by the database: 9999-12-31T23:59:59-14:00 is past year 9999
+            # there, and failed mid-stream, after the headers were sent.
+            moment.astimezone(UTC)
+            return moment
+    except (OverflowError, ValueError):
+        pass
+    raise InvalidInput(
+        "invalid", _("%(name)s must be a date such as 2025-01-31 or an ISO datetime.")
+        % {"name": name}, field=name, status=422,
+    )
 
 
 def filter_conversations(params: QueryDict | dict[str, str]) -> QuerySet[Conversation]:
@@ -280,6 +291,25 @@ def jsonl_lines(conversations: QuerySet[Conversation]) -> Iterator[str]:
 # Responses -----------------------------------------------------------------------------------
 
 
+def _guarded(lines: Iterator[str], failure_line: str) -> Iterator[str]:
+    """Nothing raises out of a streamed body: once the headers are sent, an exception there
+    left Daphne's error path broken for the whole process. A failure ends the stream with
+    `failure_line` (so the download is visibly incomplete) and is logged once."""
+    try:
+        yield from lines
+    except Exception:
+        logger.exception("export failed mid-stream")
+        yield failure_line
+
+
+def _failure_line(export_format: str) -> str:
+    message = _("The export failed before it was complete; the rows above are partial.")
+    if export_format == "csv":
+        return csv.writer(_Echo()).writerow(["#error", "export_failed", message])
+    return json.dumps({"error": {"code": "export_failed", "message": message}},
+                      ensure_ascii=False) + "\n"
+
+
 async def _async_lines(lines: Iterator[str]) -> AsyncIterator[str]:
     """Hand a sync generator to the ASGI server batch by batch.
 
@@ -306,6 +336,8 @@ def export_response(
         lines, content_type = csv_lines(conversations), "text/csv; charset=utf-8"
     else:
         lines, content_type = jsonl_lines(conversations), "application/x-ndjson; charset=utf-8"
+    # The failure line is made now, in the request's language (the stream runs later).
+    lines = _guarded(lines, _failure_line(export_format))
     content: Iterator[str] | AsyncIterator[str] = (
         _async_lines(lines) if isinstance(request, ASGIRequest) else lines
     )

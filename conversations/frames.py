@@ -104,8 +104,15 @@ def _feedback_json(message: Message) -> dict[str, Any] | None:
     return {"score": feedback.score, "comment": feedback.comment}
 
 
-def error_frame(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
+def error_frame(code: str, message: str, *, retry_after: int | None = None,
+                client_id: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if retry_after is not None:
+        frame["retry_after"] = retry_after  # seconds, with code "rate_limited"
+    if client_id is not None:
+        # The refused message.send: the client drops exactly that message from its outbox.
+        frame["client_id"] = client_id
+    return frame
 
 
 def message_frame(kind: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
+from conversations.token_env import token_env_problem
+
 # 16 KB serialized is the issue's cap for conversation metadata: enough for a customer record,
 # small enough to send with every vendor call.
 METADATA_MAX_BYTES = 16 * 1024
@@ -97,10 +99,16 @@ class Agent(models.Model):
             )})
         if not isinstance(self.options, dict):
             raise ValidationError({"options": _("Options must be a JSON object.")})
+        problem = token_env_problem(self.token_env)
+        if problem:
+            raise ValidationError({"token_env": ValidationError(problem, code="not_allowed")})
 
     def token(self) -> str | None:
-        """The secret from the environment; never stored, logged or rendered."""
-        return os.environ.get(self.token_env) if self.token_env else None
+        """The secret from the environment; never stored, logged or rendered. None for a name
+        the token rule refuses (a row saved before the rule), so e.g. SECRET_KEY is never read."""
+        if not self.token_env or token_env_problem(self.token_env):
+            return None
+        return os.environ.get(self.token_env)
 
 
 class Label(models.Model):

@@ -36,7 +36,7 @@ from conversations import services
 from conversations.frames import conversation_json, message_frame, message_json
 from conversations.models import Message, ToolCall
 from conversations.providers import get_provider
-from conversations.providers.base import error_for_exception
+from conversations.providers.base import VendorError, error_for_exception
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Run:
         try:
             provider = get_provider(self.request.agent.provider, self.relay.timeouts)
             terminal = None
-            async with contextlib.aclosing(provider.stream(self.request)) as stream:
+            async with contextlib.aclosing(provider.run(self.request)) as stream:
                 async for event in stream:
                     await self._handle(event)
                     if isinstance(event, ev.TERMINAL_EVENTS):
@@ -235,6 +235,8 @@ class Run:
         if isinstance(event, ev.TextDelta):
             if not event.text:
                 return
+            if self.length + len(event.text) > self.relay.max_reply_chars:
+                await self._over_cap(event.text)
             if self.ttft_ms is None:
                 self.ttft_ms = int((time.monotonic() - self.started) * 1000)
             frame = {"type": "message.delta", "message_id": mid, "offset": self.length,
@@ -290,6 +292,18 @@ class Run:
             await self.emit({"type": "interrupt.requested", "message_id": mid,
                              "interrupt_id": event.interrupt_id, "reason": event.reason,
                              "payload": event.payload}, urgent=True)
+
+    async def _over_cap(self, text: str) -> None:
+        """Keep the text up to MAX_REPLY_CHARS, then fail the run: a vendor streaming without
+        end must not fill the database (6,000,000 characters were stored before the cap)."""
+        room = self.relay.max_reply_chars - self.length
+        if room > 0:
+            await self._handle(ev.TextDelta(text[:room]))
+        raise VendorError(
+            ev.ErrorCode.VENDOR_TOO_LARGE,
+            f"The reply passed the limit of {self.relay.max_reply_chars:,} characters; "
+            "the text up to it is kept.",
+        )
 
     async def _start_tool_call(self, call_id: str, name: str) -> services.ToolCallRecord:
         call = self.tool_calls.get(call_id)
@@ -509,6 +523,10 @@ class Relay:
     @property
     def fanout_window(self) -> float:
         return settings.RELAY_FANOUT_WINDOW
+
+    @property
+    def max_reply_chars(self) -> int:
+        return settings.MAX_REPLY_CHARS
 
     @property
     def flush_interval(self) -> float:

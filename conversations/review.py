@@ -39,9 +39,12 @@ ALLOWED_TAGS = {
     "table", "thead", "tbody", "tr", "th", "td",
 }
 ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"}, "code": {"class"}, "ol": {"start"}, "th": {"style"},
-    "td": {"style"},
+    "a": {"href", "title"}, "code": {"class"}, "ol": {"start"}, "th": {"class"},
+    "td": {"class"},
 }
+# A table column's alignment as markdown-it writes it (style="text-align:right"), and the class
+# it becomes: the CSP allows no style attributes (settings.py), review.css styles the classes.
+ALIGN_CLASSES = {f"text-align:{a}": f"align-{a}" for a in ("left", "center", "right")}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -57,11 +60,22 @@ def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> 
     )
 
 
+def _align_as_class(state: Any) -> None:
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and token.attrs.get("style") is not None:
+            align = ALIGN_CLASSES.get(str(token.attrs.pop("style")))
+            if align:
+                token.attrSet("class", align)
+
+
 _markdown = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 _markdown.add_render_rule("image", _image_as_link)
+_markdown.core.ruler.push("align_as_class", _align_as_class)
 
 
 def _keep_attribute(tag: str, name: str, value: str) -> str | None:
+    if name == "class" and tag in ("th", "td"):
+        return value if value in ALIGN_CLASSES.values() else None
     if name == "class":
         # Only the fence's language marker, e.g. "language-python".
         return value if value.startswith("language-") and value[9:].isalnum() else None
@@ -78,7 +92,6 @@ def render_markdown(text: str) -> SafeString:
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
         set_tag_attribute_values={"a": {"target": "_blank"}},
-        filter_style_properties={"text-align"},
     )
     return mark_safe(clean)  # noqa: S308 - nh3's allow-listed output
 

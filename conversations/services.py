@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
+from conversations import validation
 from conversations.events import ErrorCode
 from conversations.models import (
     METADATA_MAX_BYTES,
@@ -86,14 +87,12 @@ def clean_metadata(value: Any) -> dict[str, Any]:
         if not text:
             return {}
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                "invalid",
+            value = validation.loads(text)
+        except validation.InvalidJSON as exc:
+            message = exc.message if exc.syntax is None else (
                 _("Metadata is not valid JSON: %(error)s (line %(line)s).")
-                % {"error": exc.msg, "line": exc.lineno},
-                field="metadata",
-            ) from None
+                % {"error": exc.syntax.msg, "line": exc.syntax.lineno})
+            raise InvalidInput("invalid", message, field="metadata") from None
     if not isinstance(value, dict):
         raise InvalidInput("invalid", _("Metadata must be a JSON object."), field="metadata")
     if metadata_size(value) > METADATA_MAX_BYTES:
@@ -311,7 +310,7 @@ async def _delete_at_vendor(conversation: Conversation) -> None:
     from conversations.providers import get_provider
 
     provider = get_provider(conversation.agent.provider)
-    await provider.delete_conversation(
+    await provider.delete(
         agent_config(conversation.agent), conversation.vendor_conversation_id
     )
 

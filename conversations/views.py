@@ -16,7 +16,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from conversations import services
+from conversations import ratelimit, services
 from conversations.forms import NewConversationForm, RenameForm
 from conversations.frames import conversation_json, message_json
 
@@ -68,6 +68,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@ratelimit.limit_form_writes
 @require_http_methods(["GET", "POST"])
 def conversation_new(request: HttpRequest) -> HttpResponse:
     form = NewConversationForm(request.POST or None)
@@ -114,6 +115,7 @@ def chat(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
 
 
 @login_required
+@ratelimit.limit_form_writes
 @require_POST
 def conversation_rename(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = services.get_conversation(request.user, conversation_id)
@@ -131,6 +133,7 @@ def conversation_rename(request: HttpRequest, conversation_id: UUID) -> HttpResp
 
 
 @login_required
+@ratelimit.limit_form_writes
 @require_POST
 def conversation_archive(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = services.get_conversation(request.user, conversation_id)
@@ -143,6 +146,7 @@ def conversation_archive(request: HttpRequest, conversation_id: UUID) -> HttpRes
 
 
 @login_required
+@ratelimit.limit_form_writes
 @require_http_methods(["GET", "POST"])
 def conversation_delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = services.get_conversation(request.user, conversation_id)

@@ -53,6 +53,18 @@ def api_client(alice: Any) -> Client:
     return client
 
 
+@pytest.fixture
+def reviewer_client(db: Any) -> Client:
+    """A reviewer (staff + the reviewer group) logged in."""
+    from tests.test_admin_review import ensure_reviewer_group
+
+    user = get_user_model().objects.create_user("rita", "rita@example.com", None, is_staff=True)
+    user.groups.add(ensure_reviewer_group())
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 def csrf_headers(client: Client) -> dict[str, str]:
     token = client.cookies["csrftoken"].value
     return {"HTTP_X_CSRFTOKEN": token}
@@ -67,6 +79,14 @@ def conversation(alice: Any, demo_agent: Agent) -> Conversation:
 def _no_reaper_task(settings: Any) -> None:
     """In-process tests reap explicitly; the periodic task is exercised with real processes."""
     settings.RELAY_REAP_INTERVAL = 0
+
+
+@pytest.fixture(autouse=True)
+def _own_rate_limit_keys(settings: Any) -> None:
+    """On Redis the limits' counters outlive a test (60 s windows): each test counts apart."""
+    import uuid
+
+    settings.RATE_LIMIT_KEY_PREFIX = f"test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture(autouse=True)

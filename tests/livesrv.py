@@ -103,7 +103,10 @@ def server_env(database_url: str, port: int, extra_env: dict[str, str] | None = 
         **os.environ,
         "DATABASE_URL": database_url,
         "DEBUG": "1",
+        # One key shared by every process of a cluster (a session signed by one is valid in
+        # all), and chatsite's own settings rather than the suite's tests.settings.
         "SECRET_KEY": "live-test-key",
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "HOST": "127.0.0.1",
         "PORT": str(port),
         **(extra_env or {}),

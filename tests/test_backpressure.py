@@ -23,6 +23,7 @@ CHUNK = "x" * 4000 + " "
 # ~12 MB of reply: more than the kernel's socket buffers on the way (4 MiB send, 4 KiB receive
 # here), so Twisted's own buffer fills and the gauge must act.
 CHUNKS = 3000
+NO_LIMITS = ("RUNS_PER_USER", "SENDS_PER_MINUTE", "WRITES_PER_MINUTE", "SOCKETS_PER_USER")
 
 
 @pytest.fixture
@@ -35,7 +36,10 @@ def vendor() -> Iterator[FakeVendor]:
 
 @pytest.fixture
 def server(tmp_path: Path, vendor: FakeVendor) -> Iterator[LiveServer]:
-    with live_server(tmp_path) as srv:
+    # One user, many sockets and replies: the per-user limits are off (test_ratelimit.py); a
+    # 12 MB reply is past MAX_REPLY_CHARS, so the cap is raised.
+    env = {f"RATE_LIMIT_{name}": "0" for name in NO_LIMITS} | {"MAX_REPLY_CHARS": "100000000"}
+    with live_server(tmp_path, env) as srv:
         yield srv
 
 

@@ -29,7 +29,7 @@ from conversations.frames import conversation_json
 from conversations.models import Agent, Conversation
 from conversations.relay import conversation_group
 from tests.conftest import csrf_headers
-from tests.wsclient import ORIGIN, session_cookie
+from tests.wsclient import HOST, ORIGIN, session_cookie
 
 BASE = Path(settings.BASE_DIR)
 PO = BASE / "locale" / "fr_CA" / "LC_MESSAGES" / "django.po"
@@ -427,8 +427,8 @@ def test_it_a_users_own_title_wins_and_no_title_is_translated(alice_client: Clie
 async def _socket(client: Client, conversation_id: Any, **headers: str) -> WebsocketCommunicator:
     extra = [(name.encode(), value.encode()) for name, value in headers.items()]
     comm = WebsocketCommunicator(application, f"/ws/conversations/{conversation_id}/",
-                                 [(b"origin", ORIGIN), (b"cookie", session_cookie(client)),
-                                  *extra])
+                                 [(b"host", HOST), (b"origin", ORIGIN),
+                                  (b"cookie", session_cookie(client)), *extra])
     connected, _ = await comm.connect(timeout=5)
     assert connected
     return comm
@@ -441,7 +441,7 @@ async def test_it_websocket_frames_use_the_sockets_language(alice_client: Client
     # The switcher's cookie beats Accept-Language, as for pages.
     cookie = session_cookie(alice_client) + b"; django_language=fr-ca"
     chosen = WebsocketCommunicator(application, f"/ws/conversations/{titled.id}/",
-                                   [(b"origin", ORIGIN), (b"cookie", cookie),
+                                   [(b"host", HOST), (b"origin", ORIGIN), (b"cookie", cookie),
                                     (b"accept-language", b"en")])
     assert (await chosen.connect(timeout=5))[0]
     try:

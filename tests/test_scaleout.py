@@ -33,6 +33,12 @@ SERVER_ENV = {
     "RELAY_REAP_INTERVAL": "0.5",
     "RELAY_ORPHAN_AFTER": "2",
     "RELAY_FLUSH_INTERVAL": "0.3",
+    # One user opens many sockets and replies here: the per-user limits are tested elsewhere
+    # (tests/test_ratelimit.py).
+    "RATE_LIMIT_RUNS_PER_USER": "0",
+    "RATE_LIMIT_SENDS_PER_MINUTE": "0",
+    "RATE_LIMIT_WRITES_PER_MINUTE": "0",
+    "RATE_LIMIT_SOCKETS_PER_USER": "0",
 }
 
 

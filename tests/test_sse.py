@@ -247,7 +247,7 @@ async def test_it_maps_an_error_status_even_with_an_event_stream_body(
 
 async def test_it_truncates_a_plain_text_error_body(fake_vendor: FakeVendor) -> None:
     page = b"<html><body>" + b"Bad gateway " * 200 + b"</body></html>"
-    script = Script(status=502, headers={"Content-Type": "text/html"}, chunks=[page])
+    script = Script(status=502, headers={"Content-Type": "text/plain"}, chunks=[page])
 
     error = await vendor_error(fake_vendor, script)
 
@@ -255,6 +255,17 @@ async def test_it_truncates_a_plain_text_error_body(fake_vendor: FakeVendor) -> 
     assert said.startswith("<html><body>Bad gateway Bad gateway")
     assert len(said) == 300
     assert said.endswith("…")
+
+
+async def test_it_never_quotes_another_services_html_page(fake_vendor: FakeVendor) -> None:
+    """A base URL pointing at some internal web page must not make chat errors (or the admin's
+    Test connection) a way to read it: HTML bodies are named by their status only."""
+    page = b"<html><body>internal dashboard: 42 secrets</body></html>"
+    script = Script(status=502, headers={"Content-Type": "text/html"}, chunks=[page])
+
+    error = await vendor_error(fake_vendor, script)
+
+    assert error.message == "The vendor answered 502: Bad Gateway"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ from django.test import Client
 
 from chatsite.asgi import application
 
+# The test client's host (in ALLOWED_HOSTS) and its own origin, which the Origin check accepts.
+HOST = b"testserver"
 ORIGIN = b"http://testserver"
 
 
@@ -51,7 +53,7 @@ def session_cookie(client: Client) -> bytes:
 async def open_socket(
     client: Client | None, conversation_id: Any, *, origin: bytes | None = ORIGIN
 ) -> tuple[bool, Socket]:
-    headers = []
+    headers = [(b"host", HOST)]
     if origin is not None:
         headers.append((b"origin", origin))
     if client is not None:

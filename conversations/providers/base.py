@@ -14,6 +14,7 @@ Rules every provider follows:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from typing import Any, ClassVar
 import httpx
 
 from conversations.events import ErrorCode, ProviderEvent
+from conversations.providers.redact import Redactor
+from conversations.token_env import token_env_problem
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,16 @@ class AgentConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def token(self) -> str | None:
-        return os.environ.get(self.token_env) if self.token_env else None
+        if not self.token_env:
+            return None
+        # A row saved before the token_env rule (token_env.py) must never send, say, SECRET_KEY.
+        problem = token_env_problem(self.token_env)
+        if problem:
+            raise VendorError(ErrorCode.AGENT_MISCONFIGURED, f"Agent {self.slug!r}: {problem}")
+        return os.environ.get(self.token_env)
+
+    def redactor(self) -> Redactor:
+        return Redactor([self.token()])
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,27 @@ class Provider:
         """Delete the vendor-side conversation, where the vendor has one. Default: nothing."""
         return None
 
+    # The provider boundary: callers use these, never `stream`/`delete_conversation` directly.
+
+    async def run(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
+        """`stream`, with every vendor string redacted of the agent's token (redact.py): the
+        events it yields and the `VendorError` it raises (any other escaping exception is
+        mapped by `error_for_exception` first, so transport errors are redacted too)."""
+        redactor = request.agent.redactor()
+        try:
+            async with contextlib.aclosing(self.stream(request)) as stream:  # type: ignore[type-var]
+                async for event in stream:
+                    yield redactor.event(event)
+        except (VendorError, httpx.HTTPError) as exc:
+            raise redact_error(error_for_exception(exc, request.agent), redactor) from None
+
+    async def delete(self, agent: AgentConfig, vendor_conversation_id: str) -> None:
+        """`delete_conversation`, raising only redacted `VendorError`s."""
+        try:
+            await self.delete_conversation(agent, vendor_conversation_id)
+        except Exception as exc:
+            raise redact_error(error_for_exception(exc, agent), agent.redactor()) from None
+
     @classmethod
     def validate_options(cls, options: dict[str, Any]) -> list[str]:
         """Problems with an agent's options, one readable line each (empty when fine)."""
@@ -140,6 +173,11 @@ class Provider:
     @staticmethod
     def base_url(agent: AgentConfig, default: str = "") -> str:
         return (agent.base_url or default).rstrip("/")
+
+
+def redact_error(error: VendorError, redactor: Redactor) -> VendorError:
+    return VendorError(error.code, redactor.text(error.message), status=error.status,
+                       details=redactor.value(error.details))
 
 
 def error_for_status(status: int, vendor_message: str, agent: AgentConfig) -> VendorError:

@@ -271,4 +271,10 @@ async def _raise_for_status(response: httpx.Response, agent: AgentConfig) -> Non
             status=status,
         )
     if status >= 400:
-        raise error_for_status(status, vendor_error_message(await _read_capped(response)), agent)
+        body = await _read_capped(response)
+        # Quote what a vendor API says (JSON or plain text), never another service's page: a
+        # misconfigured base URL must not turn the chat or "Test connection" into a reader of
+        # internal web pages.
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        quotable = kind in ("", "text/plain") or kind.endswith(("/json", "+json"))
+        raise error_for_status(status, vendor_error_message(body) if quotable else "", agent)

@@ -33,6 +33,9 @@ const OFFLINE_AFTER_FAILURES = 6;
 // 4403: not allowed (logged out); 4404: conversation gone. Not transient, so straight to the
 // slowest retry and "Offline"; still retried, since a re-login in another tab fixes 4403.
 const GONE_CLOSE_CODES = new Set([4403, 4404]);
+// 4401: the login session ended (logout, deactivation, password change). No retry can fix it,
+// so the chat stops and the banner's link (the page, which leads to the login form) takes over.
+const SESSION_ENDED_CLOSE_CODE = 4401;
 // Within this distance of the bottom, the transcript follows the stream.
 const FOLLOW_THRESHOLD_PX = 80;
 // The length counter appears once the message reaches this share of the limit.
@@ -44,7 +47,7 @@ const COPIED_VISIBLE_MS = 1_500;
 const HIGHLIGHT_CACHE_ENTRIES = 200;
 const HIGHLIGHT_CACHE_MAX_CHARS = 50_000;
 // `error` codes that answer a `message.send` (as opposed to `run.cancel` or `interrupt.resume`).
-const SEND_ERROR_CODES = new Set(["bad_json", "unknown_type", "invalid", "too_large", "run_active", "not_found"]);
+const SEND_ERROR_CODES = new Set(["bad_json", "unknown_type", "invalid", "too_large", "run_active", "not_found", "rate_limited", "internal_error"]);
 // `message.extra` keys with a rendering of their own; every other list there is a vendor data
 // block (`message.data`), shown as JSON under the reply.
 const NON_DATA_EXTRA_KEYS = new Set(["reasoning", "pending_interrupt", "interrupt_answer", "answers_interrupt"]);
@@ -122,6 +125,8 @@ const strings = {
   offline: "Offline",
   offline_hint: "The server can't be reached. Still trying —",
   gone_hint: "This conversation isn't available any more. Still trying —",
+  session_ended: "Your session has ended.",
+  log_in_again: "Log in again",
   run_active_hint: "The agent is replying — press Stop to interrupt.",
   sending_hint: "Sending…",
   queued_hint: "Not connected — your message will be sent when the connection is back.",
@@ -1904,6 +1909,7 @@ const conn = {
   // Consecutive attempts that ended without a sync.
   failures: 0,
   gone: false,
+  ended: false,
   opened: false,
   synced: false,
   startedAt: 0,
@@ -1920,7 +1926,9 @@ function setConnection(kind) {
   els.status.textContent = t(kind);
   const offline = kind === "offline";
   els.banner.hidden = !offline;
-  if (offline) els.bannerText.textContent = conn.gone ? t("gone_hint") : t("offline_hint");
+  if (offline) {
+    els.bannerText.textContent = conn.ended ? t("session_ended") : conn.gone ? t("gone_hint") : t("offline_hint");
+  }
   updateComposer();
 }
 
@@ -1962,6 +1970,15 @@ function onSocketClosed(code) {
   conn.ws = null;
   conn.synced = false;
   conn.failures += 1;
+  if (code === SESSION_ENDED_CLOSE_CODE) {
+    conn.ended = true;
+    conn.stopped = true;
+    clearTimeout(conn.retryTimer);
+    const link = $("reload-link");
+    if (link) link.textContent = t("log_in_again");
+    setConnection("offline");
+    return;
+  }
   if (GONE_CLOSE_CODES.has(code)) conn.gone = true;
   scheduleReconnect();
 }
@@ -2086,6 +2103,7 @@ const FRAME_HANDLERS = {
     conn.synced = true;
     conn.failures = 0;
     conn.gone = false;
+    conn.ended = false;
     setConnection("connected");
     renderTranscript();
     flushOutbox();
@@ -2200,7 +2218,10 @@ const FRAME_HANDLERS = {
       return;
     }
     showError(text);
-    if (state.lastRequest === "message.send" && state.outbox?.sent && SEND_ERROR_CODES.has(code)) {
+    // A refusal naming the outbox's client_id is about that message whatever was sent since:
+    // resending it on every reconnect would only be refused again.
+    const refusedOutbox = frame.client_id != null && frame.client_id === state.outbox?.clientId;
+    if (refusedOutbox || (state.lastRequest === "message.send" && state.outbox?.sent && SEND_ERROR_CODES.has(code))) {
       rollBackOutbox();
     } else if (state.lastRequest === "run.cancel") {
       state.cancelRequestedFor = null;

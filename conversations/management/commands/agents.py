@@ -14,6 +14,7 @@ from django.db import transaction
 
 from conversations.models import Agent, env_var_name
 from conversations.providers import provider_class, provider_kinds
+from conversations.token_env import token_env_problem
 
 
 def is_http_url(value: str) -> bool:
@@ -47,7 +48,10 @@ class Command(BaseCommand):
         add.add_argument("slug")
         add.add_argument("--provider", required=True, help=f"one of {', '.join(provider_kinds())}")
         add.add_argument("--base-url", default="")
-        add.add_argument("--token-env", default="", help="environment variable holding the token")
+        add.add_argument(
+            "--token-env", default="",
+            help="environment variable holding the token (must match AGENT_TOKEN_ENV_PATTERN)",
+        )
         add.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
         add.add_argument("--name", default="")
         add.add_argument("--default", action="store_true")
@@ -79,6 +83,9 @@ class Command(BaseCommand):
                     f"bad --token-env {opts['token_env']!r}: give the variable's name, "
                     "not the token"
                 ) from None
+            problem = token_env_problem(opts["token_env"])
+            if problem:
+                raise CommandError(f"bad --token-env {opts['token_env']!r}: {problem}")
         options = dict(parse_option(o) for o in opts["option"])
         problems = cls.validate_options(options)
         if problems:
