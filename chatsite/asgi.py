@@ -35,6 +35,11 @@ gc.collect()
 gc.freeze()
 gc.set_threshold(50_000, 20, 20)
 
+from chatsite import shutdown  # noqa: E402
+
+# SIGTERM drains the process (chatsite/shutdown.py) when Daphne serves it.
+shutdown.install()
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

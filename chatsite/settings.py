@@ -242,6 +242,10 @@ RELAY_FANOUT_WINDOW = env.float("RELAY_FANOUT_WINDOW", default=0.05)
 # A streaming reply whose heartbeat (touched by every ~1 s flush) is older than this belongs to a
 # dead process: 15 missed flushes tolerate long GC or database stalls.
 RELAY_ORPHAN_AFTER = env.float("RELAY_ORPHAN_AFTER", default=15.0)
+# On SIGTERM, replies that end within this many seconds finish normally; the others end as
+# server_restart with their text kept (chatsite/shutdown.py). 10 s covers most replies and stays
+# well under systemd's default TimeoutStopSec of 90 s.
+SHUTDOWN_GRACE_SECONDS = env.float("SHUTDOWN_GRACE_SECONDS", default=10.0)
 # Survivors look for such replies this often, so a dead run is reported failed within ~20 s.
 # 0 disables the reaper.
 RELAY_REAP_INTERVAL = env.float("RELAY_REAP_INTERVAL", default=5.0)

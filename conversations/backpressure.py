@@ -4,22 +4,33 @@ Daphne never pushes back on `websocket.send`: frames for a client that stopped r
 Twisted's write buffer without bound (198 MiB in one measurement, performance.md). Twisted does
 tell a registered *push producer* when a transport's buffer passes its 64 KiB high-water mark
 (`pauseProducing`) and when it has drained (`resumeProducing`). The consumer registers a
-`WriteGauge` on its Daphne transport and, while the buffer stays full, counts what it still sends;
-past MAX_BEHIND_BYTES or MAX_PAUSED_SECONDS it closes the socket with code 4008. A healthy client
-that was only slow reconnects and resyncs from `conversation.sync`, so nothing is lost.
+`WriteGauge` on its Daphne transport and, while the buffer stays full, counts what it still sends.
+It closes the socket with code 4008 only for a backlog that persists: over MAX_BEHIND_BYTES for
+longer than BEHIND_GRACE_SECONDS, over MAX_BEHIND_HARD_BYTES at all, or a buffer full for longer
+than MAX_PAUSED_SECONDS. One large frame (up to 1 MiB) to a client that reads is drained, and
+Twisted resumes the producer, long before that. A client that was closed reconnects and resyncs
+from `conversation.sync`, so nothing is lost.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 # 256 KiB sent on top of Twisted's 64 KiB buffer: ~4 minutes of a 50-deltas/s reply, so only a
-# client that really stopped reading hits it; worst case ~320 KiB per socket before the close.
+# client that really stopped reading stays past it...
 MAX_BEHIND_BYTES = 256 * 1024
+# ...for this long. One frame alone can be ~1 MiB (consumers.MAX_SEND_BYTES: a long reply's
+# final frame, a sync), which closed healthy clients when it was counted at once; a client on a
+# 1 Mbit/s link drains 1 MiB in ~8 s, and Twisted resumes the producer when the buffer is empty.
+BEHIND_GRACE_SECONDS = 10.0
+# Past this the socket is closed at once, grace or not: four of the largest frames, so a stuck
+# socket holds at most ~5 MiB (this + one frame + Twisted's 64 KiB) whatever the reply's rate.
+MAX_BEHIND_HARD_BYTES = 4 * 1024 * 1024
 # A buffer full for 30 s means the client is gone or frozen (a phone that slept); a live slow
 # link drains 64 KiB in far less.
 MAX_PAUSED_SECONDS = 30.0
@@ -31,25 +42,31 @@ class WriteGauge:
     """A push producer that only watches; it forwards every call to the producer it replaced
     (Daphne's HTTP channel, which registered itself before the websocket upgrade)."""
 
-    def __init__(self, inner: Any = None) -> None:
+    def __init__(self, inner: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
+        self.clock = clock
         self.paused = False
         self.paused_at = 0.0
         self.sent_while_paused = 0
+        # When sent_while_paused first passed MAX_BEHIND_BYTES in this pause (None: not yet).
+        self.behind_since: float | None = None
 
     # IPushProducer, called by Twisted on the event loop thread -----------------------------
 
     def pauseProducing(self) -> None:  # noqa: N802 - Twisted's interface
         if not self.paused:
             self.paused = True
-            self.paused_at = time.monotonic()
+            self.paused_at = self.clock()
             self.sent_while_paused = 0
+            self.behind_since = None
         if self.inner is not None:
             self.inner.pauseProducing()
 
     def resumeProducing(self) -> None:  # noqa: N802
+        # Twisted calls this only once its buffer is empty: the client read everything.
         self.paused = False
         self.sent_while_paused = 0
+        self.behind_since = None
         if self.inner is not None:
             self.inner.resumeProducing()
 
@@ -61,13 +78,18 @@ class WriteGauge:
     # Used by the consumer ---------------------------------------------------------------------
 
     def over_limit(self, size: int) -> bool:
-        """Account for a frame of `size` bytes; True when the client is too far behind."""
+        """Account for a frame of `size` bytes; True when the client has stayed too far behind
+        (see the constants above), never for one frame a reading client is still draining."""
         if not self.paused:
             return False
+        now = self.clock()
         self.sent_while_paused += size
+        if self.sent_while_paused > MAX_BEHIND_BYTES and self.behind_since is None:
+            self.behind_since = now
         return (
-            self.sent_while_paused > MAX_BEHIND_BYTES
-            or time.monotonic() - self.paused_at > MAX_PAUSED_SECONDS
+            self.sent_while_paused > MAX_BEHIND_HARD_BYTES
+            or (self.behind_since is not None and now - self.behind_since > BEHIND_GRACE_SECONDS)
+            or now - self.paused_at > MAX_PAUSED_SECONDS
         )
 
 

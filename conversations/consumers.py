@@ -3,28 +3,37 @@ forwards fan-out batches. Protocol v1 is documented in docs/protocol.md."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import logging
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.http import Http404, HttpRequest
 from django.http.cookie import parse_cookie
 from django.utils import translation
 from django.utils.translation import gettext as _
 
 from conversations import backpressure, ratelimit, services, sessions, validation
+from conversations import layer as layer_calls
 from conversations.frames import (
     conversation_json,
     error_frame,
     localize_frame,
     message_frame,
     message_json,
+    omit_content,
+    without_content,
 )
 from conversations.models import Message
-from conversations.relay import conversation_group, relay
+from conversations.relay import CLOSE_SERVICE_RESTART, conversation_group, relay
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +47,10 @@ MAX_SEND_BYTES = 1000 * 1024
 # conversation.sync carries the latest 100 messages (a reconnecting client already has older
 # ones; the page itself renders the whole transcript), halved until the frame fits.
 SYNC_MESSAGES = 100
+# A socket accepted while Redis was down joins its groups when it is back: first try after
+# 0.5 s, doubling to one try per 10 s (one task per socket, cancelled when it closes).
+REJOIN_RETRY_MIN = 0.5
+REJOIN_RETRY_MAX = 10.0
 
 
 def scope_language(scope: dict[str, Any]) -> str:
@@ -63,8 +76,33 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     closing = False
     # The login session the socket was opened with; its end closes the socket (sessions.py).
     auth_session: sessions.SocketSession | None = None
+    # Degraded local mode (Redis down at connect): whether the layer knows this socket's
+    # channel, the groups still to join, and the task joining them (see _rejoin).
+    channel_subscribed = True
+    pending_groups: list[str]
+    rejoin_task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__ (4.3), except that the socket's channel is made
+        even while Redis is down: the pub/sub layer subscribes a new channel at once, which
+        failed every handshake with HTTP 500 during an outage (issue 9)."""
+        self.pending_groups = []
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is None:
+            await super().__call__(scope, receive, send)
+            return
+        self.channel_name, self.channel_subscribed = await layer_calls.ensure_channel(
+            self.channel_layer)
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive, self.channel_receive], self.dispatch)
 
     async def connect(self) -> None:
+        if relay.draining:
+            await self.close()  # stopping (SIGTERM): the client retries, on another process
+            return
         self.language = scope_language(self.scope)
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -81,7 +119,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # published between the handshake's session read and the join still ends this socket.
         self.auth_session = sessions.socket_session(self.scope)
         for name in self.auth_session.groups if self.auth_session else ():
-            await self.channel_layer.group_add(name, self.channel_name)
+            await self._join(name)
         if not await database_sync_to_async(sessions.session_is_valid)(self.auth_session):
             await self.close()
             return
@@ -98,22 +136,60 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         relay.ensure_reaper()
         # Join before taking the snapshot: a batch published in between overlaps the snapshot
         # (the client drops it by offset) rather than leaving a gap.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._join(self.group)
         relay.add_viewer(self.conversation_id, self)
         await self.accept()
         self.gauge = self.scope.get("write_gauge")
         self.raw_send = self.scope.get("raw_send")
         with translation.override(self.language):
             await self.send_frame(fit_sync(await self._sync_frame()))
+        if self.pending_groups or not self.channel_subscribed:
+            # Degraded local mode (Redis down): the socket works, its own replies stream to
+            # it directly and other processes' batches reach it through the process bus once
+            # the layer is back; its groups (deletion, reaper notices, logout) are joined then.
+            self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin())
 
     async def disconnect(self, code: int) -> None:
-        for name in self.auth_session.groups if self.auth_session else ():
-            await self.channel_layer.group_discard(name, self.channel_name)
+        if self.rejoin_task is not None:
+            self.rejoin_task.cancel()
+        groups = list(self.auth_session.groups if self.auth_session else ())
         await ratelimit.aclose_socket(self.channel_name)
         if getattr(self, "group", None):
             relay.remove_viewer(self.conversation_id, self)
             relay.detach(self.conversation_id, self.channel_name)
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            groups.append(self.group)
+        for name in groups:  # pending ones too: the pub/sub layer lists a failed join locally
+            # A layer outage must not fail the close (logged, throttled, by layer_calls).
+            with contextlib.suppress(layer_calls.LayerUnavailable):
+                await layer_calls.group_discard(name, self.channel_name, self.channel_layer)
+
+    async def _join(self, group: str) -> None:
+        """Join a group now, or, with the layer down, list it for _rejoin."""
+        try:
+            await layer_calls.group_add(group, self.channel_name, self.channel_layer)
+        except layer_calls.LayerUnavailable:  # logged, throttled, by layer_calls
+            self.pending_groups.append(group)
+
+    async def _rejoin(self) -> None:
+        """Join the groups Redis refused at connect, retrying with backoff (REJOIN_RETRY_MIN
+        doubling to REJOIN_RETRY_MAX) until it answers; cancelled by disconnect. Then check
+        the session again: a logout published during the outage reached no one."""
+        delay = REJOIN_RETRY_MIN
+        while self.pending_groups or not self.channel_subscribed:
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, REJOIN_RETRY_MAX)
+            try:
+                if not self.channel_subscribed:
+                    await layer_calls.subscribe_channel(self.channel_layer, self.channel_name)
+                    self.channel_subscribed = True
+                while self.pending_groups:
+                    await layer_calls.group_add(self.pending_groups[0], self.channel_name,
+                                                self.channel_layer)
+                    self.pending_groups.pop(0)
+            except layer_calls.LayerUnavailable:
+                continue
+        if not await database_sync_to_async(sessions.session_is_valid)(self.auth_session):
+            await self.session_revoked({})
 
     async def send_frame(self, frame: dict[str, Any] | str) -> None:
         if self.closing:
@@ -122,6 +198,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # Fanned out to every viewer as built by the run: titles in this socket's language.
             frame = localize_frame(frame, self.language)
         text = frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+        if len(text) > MAX_SEND_BYTES and len(text.encode()) > MAX_SEND_BYTES:
+            # A reply of over ~1 MB: its final frame goes without the content, which the
+            # client has from the deltas (issue 9 §8), so every reply ends visibly.
+            slim = without_content(frame)
+            if slim is not None:
+                text = json.dumps(slim, ensure_ascii=False)
+        if len(text) > MAX_SEND_BYTES and len(text.encode()) > MAX_SEND_BYTES:
+            # Any other frame this large cannot be served, so say why instead of letting the
+            # server raise.
+            logger.warning("frame of %d bytes for %s is over the websocket limit",
+                           len(text), self.conversation_id)
+            with translation.override(self.language):
+                message = _("A message in this conversation is too large to show live; "
+                            "reload the page to read it.")
+            text = json.dumps(error_frame("too_large", message))
+        # Counted after fitting: what Twisted buffers is the text actually sent.
         if self.gauge is not None and self.gauge.over_limit(len(text)):
             # The client stopped reading: stop queueing for it (see backpressure.py). It
             # resyncs from conversation.sync when it reconnects; the run goes on regardless.
@@ -129,16 +221,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             logger.info("closing socket of %s: client too slow", self.conversation_id)
             await self.close(code=backpressure.CLOSE_TOO_SLOW,
                              reason="client too slow: reconnect to resync")
-            return
-        if len(text) > MAX_SEND_BYTES and len(text.encode()) > MAX_SEND_BYTES:
-            # Only a single reply of over ~1 MB gets here; the client cannot be served this
-            # frame, so say why instead of letting the server raise.
-            logger.warning("frame of %d bytes for %s is over the websocket limit",
-                           len(text), self.conversation_id)
-            with translation.override(self.language):
-                message = _("A message in this conversation is too large to show live; "
-                            "reload the page to read it.")
-            await self.send(text_data=json.dumps(error_frame("too_large", message)))
             return
         if self.raw_send is not None:
             await self.raw_send({"type": "websocket.send", "text": text})
@@ -207,6 +289,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await handler(self, frame)
         except services.InvalidInput as exc:
             await self.send_frame(error_frame(exc.code, exc.message, client_id=_client_id(frame)))
+        except layer_calls.LayerUnavailable:
+            # Logged (throttled) by layer.py: no traceback per frame during an outage.
+            await self.send_frame(error_frame(
+                "internal_error", _("The server could not handle this request; try again."),
+                client_id=_client_id(frame)))
         except Exception:
             # A bug or an outage (database, channel layer) must not close the socket with 1011
             # and make the client resend: say so, log once, keep the connection.
@@ -289,6 +376,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # 4404: the client stops reconnecting to a conversation that is gone.
         await self.close(code=4404)
 
+    async def close_for_restart(self) -> None:
+        """This process is stopping (relay.shutdown): close with 1012 "service restart", which
+        browsers treat as "reconnect now". Autobahn's public close accepts only 1000 and
+        3000-4999, so under Daphne the close frame is sent through its frame-level call."""
+        self.closing = True
+        protocol = getattr(self.raw_send, "args", (None,))[0]
+        send_close = getattr(protocol, "sendCloseFrame", None)
+        if send_close is None:
+            await self.close(code=CLOSE_SERVICE_RESTART)
+            return
+        send_close(code=CLOSE_SERVICE_RESTART, reasonUtf8=b"service restart", isReply=False)
+
     async def _sync_frame(self) -> dict[str, Any]:
         conversation, messages, stored, complete = await database_sync_to_async(self._load)()
         # The live text, taken after joining the group: anything published since is delivered
@@ -330,12 +429,23 @@ def _client_id(frame: Any) -> str | None:
 
 def fit_sync(frame: dict[str, Any]) -> dict[str, Any] | str:
     """The sync frame as text under MAX_SEND_BYTES: drop the oldest messages (halving) until it
-    fits, marking `messages_complete` false; a client keeps the older ones it already has."""
+    fits, marking `messages_complete` false; a client keeps the older ones it already has. The
+    newest message stays (its status is what a reconnecting client most needs): when it, or
+    the active run, is over ~1 MB alone, it goes with its content omitted like a final frame
+    (frames.omit_content; the client keeps its own text or loads it from the API)."""
     text = json.dumps(frame, ensure_ascii=False)
-    while len(text.encode()) > MAX_SEND_BYTES and frame["messages"]:
+    while len(text.encode()) > MAX_SEND_BYTES and len(frame["messages"]) > 1:
         keep = len(frame["messages"]) // 2
-        frame = {**frame, "messages": frame["messages"][-keep:] if keep else [],
-                 "messages_complete": False}
+        frame = {**frame, "messages": frame["messages"][-keep:], "messages_complete": False}
+        text = json.dumps(frame, ensure_ascii=False)
+    if len(text.encode()) > MAX_SEND_BYTES:
+        run = frame.get("active_run")
+        frame = {**frame, "messages": [omit_content(m) for m in frame["messages"]],
+                 "active_run": omit_content(run) if isinstance(run, dict) else run}
+        text = json.dumps(frame, ensure_ascii=False)
+    if len(text.encode()) > MAX_SEND_BYTES and frame["messages"]:
+        # Still too large without any text (huge tool calls or data): as before, no messages.
+        frame = {**frame, "messages": [], "messages_complete": False}
         text = json.dumps(frame, ensure_ascii=False)
     return text
 

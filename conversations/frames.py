@@ -118,3 +118,26 @@ def error_frame(code: str, message: str, *, retry_after: int | None = None,
 def message_frame(kind: str, message: dict[str, Any]) -> dict[str, Any]:
     """`message.created` / `message.completed` / `message.failed` / `message.canceled`."""
     return {"type": kind, "message": message}
+
+
+TERMINAL_FRAMES = ("message.completed", "message.failed", "message.canceled")
+
+
+def omit_content(message: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a `message_json` dict (or a sync's `active_run`) without its `content`, for a
+    frame that would pass the websocket's 1 MiB limit: `content_omitted` says so and
+    `content_length` (code points, the unit of delta offsets) lets a client check that the text
+    it assembled from deltas is whole (docs/protocol.md)."""
+    rest = {key: value for key, value in message.items() if key != "content"}
+    return {**rest, "content_omitted": True, "content_length": len(message.get("content") or "")}
+
+
+def without_content(frame: Any) -> dict[str, Any] | None:
+    """A terminal `message.*` frame with its message's content omitted (the client has the text
+    from the deltas and needs only the status); None for any other frame."""
+    if not isinstance(frame, dict) or frame.get("type") not in TERMINAL_FRAMES:
+        return None
+    message = frame.get("message")
+    if not isinstance(message, dict) or "content" not in message:
+        return None
+    return {**frame, "message": omit_content(message)}

@@ -288,6 +288,11 @@ class Message(models.Model):
     # Touched by the relay's flush timer; a streaming message whose heartbeat is stale belongs to
     # a dead process (see services.reap_orphaned_runs).
     heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)
+    # The run's fence: whoever takes a streaming reply away from the process running it (the
+    # reaper, a cancel of an orphaned run) bumps it in the same UPDATE that ends the reply. The
+    # owner's writes are conditional on the value it started with (services.OWNER_LEASE), so a
+    # process that comes back from a stall finds itself fenced and writes nothing more.
+    lease = models.PositiveIntegerField(_("run lease"), default=0)
 
     objects = MessageQuerySet.as_manager()
 

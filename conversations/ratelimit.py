@@ -35,9 +35,13 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 
 from conversations.frames import error_frame
+from conversations.layer import ThrottledLog
 from conversations.models import Message
 
 logger = logging.getLogger(__name__)
+# A Redis outage: the first failure with its traceback, then one line per 30 s, and one on
+# recovery (a warning per checked request flooded the log, issue 9).
+_redis_log = ThrottledLog(logger, "rate limits' Redis")
 
 # Every per-minute limit is a fixed window of 60 s (INCR + EXPIRE): at worst twice the limit
 # passes across a window boundary, which is fine for a capacity guard.
@@ -119,6 +123,7 @@ def hit(bucket: str, user_id: int, limit: int) -> Refusal | None:
                 pipe.incr(key)
                 pipe.expire(key, WINDOW + 1)
                 count = int(pipe.execute()[0])
+            _redis_log.success()
         else:
             cache.add(key, 0, timeout=WINDOW + 1)
             try:
@@ -126,8 +131,8 @@ def hit(bucket: str, user_id: int, limit: int) -> Refusal | None:
             except ValueError:  # expired between add and incr
                 cache.set(key, 1, timeout=WINDOW + 1)
                 count = 1
-    except redis.RedisError:
-        logger.warning("rate limit %s not checked: Redis unavailable", bucket, exc_info=True)
+    except redis.RedisError as exc:
+        _redis_log.failure(f"rate limit {bucket} not checked", exc)
         return None
     if count <= limit:
         return None
@@ -171,6 +176,7 @@ def open_socket(user_id: int, socket_id: str) -> Refusal | None:
                 pipe.zcard(key)
                 pipe.expire(key, SOCKET_TTL)
                 count = int(pipe.execute()[2])
+            _redis_log.success()
             if count > limit:
                 client.zrem(key, socket_id)
                 return Refusal("sockets", SOCKET_RETRY_AFTER)
@@ -183,8 +189,8 @@ def open_socket(user_id: int, socket_id: str) -> Refusal | None:
                 return Refusal("sockets", SOCKET_RETRY_AFTER)
             sockets[socket_id] = now + SOCKET_TTL
             cache.set(key, sockets, timeout=SOCKET_TTL)
-    except redis.RedisError:
-        logger.warning("socket limit not checked: Redis unavailable", exc_info=True)
+    except redis.RedisError as exc:
+        _redis_log.failure("socket limit not checked", exc)
     return None
 
 
@@ -194,14 +200,15 @@ def close_socket(user_id: int, socket_id: str) -> None:
     try:
         if client is not None:
             client.zrem(key, socket_id)
+            _redis_log.success()
             return
         with _clients_lock:
             sockets = cache.get(key) or {}
             if sockets.pop(socket_id, None) is not None:
                 cache.set(key, sockets, timeout=SOCKET_TTL)
-    except redis.RedisError:
+    except redis.RedisError as exc:
         # The entry expires SOCKET_TTL after the last heartbeat anyway.
-        logger.warning("socket count not decremented: Redis unavailable", exc_info=True)
+        _redis_log.failure("socket count not decremented", exc)
 
 
 def refresh_sockets(sockets: dict[str, int]) -> None:
@@ -218,6 +225,7 @@ def refresh_sockets(sockets: dict[str, int]) -> None:
                 pipe.zadd(key, dict.fromkeys(ids, expiry))
                 pipe.expire(key, SOCKET_TTL)
             pipe.execute()
+        _redis_log.success()
         return
     with _clients_lock:
         for user_id, ids in by_user.items():
@@ -257,8 +265,8 @@ async def _beat() -> None:
         await asyncio.sleep(SOCKET_HEARTBEAT)
         try:
             await sync_to_async(refresh_sockets, thread_sensitive=False)(dict(_local_sockets))
-        except redis.RedisError:
-            logger.warning("socket heartbeat failed: Redis unavailable", exc_info=True)
+        except redis.RedisError as exc:
+            _redis_log.failure("socket heartbeat", exc)
 
 
 # HTTP -----------------------------------------------------------------------------------------

@@ -18,20 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from conversations import events as ev
+from conversations import layer as layer_calls
 from conversations import services
 from conversations.frames import conversation_json, message_frame, message_json
 from conversations.models import Message, ToolCall
@@ -50,6 +54,8 @@ class Viewer(Protocol):
 
     async def deliver(self, frames: list[dict[str, Any]]) -> None: ...
 
+    async def close_for_restart(self) -> None: ...
+
 # Retry bounds of the process bus listener during a channel-layer outage: quick enough to
 # honour a "stop" soon after Redis is back, slow enough not to spin while it is down.
 CONTROL_RETRY_MIN = 0.5
@@ -61,6 +67,46 @@ SNAPSHOT_TIMEOUT = 1.0
 # Batches of all replies of a process ride one bus message per window: 25 ms keeps a second
 # viewer's added delay well under the 250 ms target while capping bus traffic at 40 msgs/s.
 BUS_WINDOW = 0.025
+# Batches kept for other processes while the layer is down: 10,000 is ~16 s of 30 replies
+# (20 batches/s each), a few MB at most; past that the oldest go and those viewers resync.
+BUS_BACKLOG = 10_000
+# Reaper notices (one per reaped reply) kept while the layer is down: 1,000 covers a dead
+# process's every reply at RATE_LIMIT_RUNS_PER_USER 10 for 100 users.
+REAP_NOTICE_BACKLOG = 1000
+
+# The final save is retried on a fresh connection (a PostgreSQL backend terminated under the
+# relay failed 3 of 5 final saves): ~31 s of backoff in all, longer than RELAY_ORPHAN_AFTER, so
+# a database outage ends either with the reply saved or with the reaper of another process
+# telling the viewers what is stored.
+FINISH_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+# An owner that has not proved its lease for this share of RELAY_ORPHAN_AFTER (a SIGSTOP, a
+# long GC pause, a flush stuck on a row lock) checks it before sending anything more: the
+# reaper of another process may have ended the reply meanwhile. 0.6 of 15 s leaves 6 s of
+# margin for the check itself.
+LEASE_CHECK_SHARE = 0.6
+
+
+# Stopping: final saves get this long before sockets are closed anyway (a database outage at
+# shutdown must not hold the stop for the whole retry schedule); 1012 is the websocket close
+# code for "service restart": chat.js reconnects at once, to another process.
+SHUTDOWN_SAVE_TIMEOUT = 5.0
+CLOSE_SERVICE_RESTART = 1012
+# A client answers a close frame within a round trip; 2 s covers a slow one.
+CLOSE_HANDSHAKE_TIMEOUT = 2.0
+
+
+# How long a process remembers replies it was fenced out of: past any batch still queued.
+FENCED_MEMORY = 60.0
+
+
+def _reply_id(frame: dict[str, Any]) -> str | None:
+    message = frame.get("message")
+    return message.get("id") if isinstance(message, dict) else frame.get("message_id")
+
+
+class Fenced(Exception):
+    """The reply was ended elsewhere (reaped, canceled as orphaned): its old owner stops."""
+
 
 TERMINAL_FRAME = {
     Message.Status.COMPLETED: "message.completed",
@@ -68,6 +114,38 @@ TERMINAL_FRAME = {
     Message.Status.FAILED: "message.failed",
     Message.Status.CANCELED: "message.canceled",
 }
+
+
+# The relay's own database threads (PostgreSQL): Channels runs every database_sync_to_async
+# call of a process on ONE thread, so a relay write stuck on a row lock (20 s in the fault
+# tests) held every handshake and send of the process behind it. 4 threads: a flush, final
+# saves and lease checks proceed side by side; each keeps its own connection. SQLite has one
+# writer anyway, and its shared-cache test databases lock across threads, so there the relay
+# stays on Channels' thread.
+_RELAY_DB_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-db")
+
+
+def relay_db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    if connection.vendor != "postgresql":
+        return database_sync_to_async(func)
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        # run_in_executor, not asgiref: asgiref runs the call in a copy of the caller's context,
+        # where Django keeps the connection, so it was neither reused nor closed per thread.
+        return await asyncio.get_running_loop().run_in_executor(
+            _RELAY_DB_THREADS, functools.partial(_in_relay_thread, func, *args, **kwargs))
+
+    return call
+
+
+def _in_relay_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    # As Channels does around each call: drop a connection that failed or outlived
+    # CONN_MAX_AGE, so a retry gets a fresh one.
+    close_old_connections()
+    try:
+        return func(*args, **kwargs)
+    finally:
+        close_old_connections()
 
 
 def conversation_group(conversation_id: UUID | str) -> str:
@@ -106,6 +184,12 @@ class Run:
         self.viewers: dict[str, dict[str, Viewer]] = {}
         self._publish_lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
+        # When the lease was last proved (the placeholder's heartbeat, then each flush that
+        # found the row still ours), on the monotonic clock, which keeps counting through a
+        # SIGSTOP. `fenced`: the reply was ended elsewhere; nothing more is written or sent.
+        self.lease_proved_at = time.monotonic()
+        self.fenced = False
+        self.shutting_down = False
 
     # State -----------------------------------------------------------------------------------
 
@@ -132,6 +216,10 @@ class Run:
 
     async def emit(self, frame: dict[str, Any], *, urgent: bool = False) -> None:
         """Send to the owner socket now; queue for the other viewers (coalesced)."""
+        if self.fenced:
+            return
+        if self.lease_overdue():
+            await self.prove_lease()
         if self.owner is not None:
             try:
                 await self.owner(frame)
@@ -187,6 +275,12 @@ class Run:
         async with self._publish_lock:
             if not self._batch:
                 return
+            if self.lease_overdue():
+                with contextlib.suppress(Fenced):
+                    await self.prove_lease()
+            if self.fenced:
+                self._batch = []
+                return
             frames, self._batch = self._batch, []
             await self.relay.deliver_local(self.conversation_id, frames, skip=self.owner_channel)
             self.relay.bus.publish(self.conversation_id, frames)
@@ -213,12 +307,17 @@ class Run:
                 code, message = terminal.code, terminal.message
             else:
                 message = "The vendor's stream ended before the reply was complete."
+        except Fenced:
+            return
         except asyncio.CancelledError:
+            if self.fenced:
+                return  # ended elsewhere: nothing more from here
             if self.cancel_requested:
                 status, code = Message.Status.CANCELED, ""
             else:
                 code = ev.ErrorCode.SERVER_RESTART
-                message = "The server stopped while this reply was streaming."
+                message = ("The server restarted while this reply was streaming; the text "
+                           "received before is kept.")
         except LookupError as exc:
             code = ev.ErrorCode.AGENT_MISCONFIGURED
             message = f"This agent's provider is not available: {exc}."
@@ -277,7 +376,7 @@ class Run:
             self.usage = event.as_dict()
         elif isinstance(event, ev.VendorConversation):
             self.vendor_conversation_id = event.vendor_conversation_id
-            await database_sync_to_async(services.set_vendor_conversation_id)(
+            await relay_db(services.set_vendor_conversation_id)(
                 self.conversation_id, event.vendor_conversation_id)
         elif isinstance(event, ev.TitleGenerated):
             self.generated_titles = dict(event.titles)
@@ -321,6 +420,37 @@ class Run:
             self.cancel_requested = True
             self.task.cancel()
 
+    def lease_overdue(self) -> bool:
+        return time.monotonic() - self.lease_proved_at > self.relay.lease_check_after
+
+    async def prove_lease(self) -> None:
+        """Flush this reply now; `Fenced` (and the run stops) if it is no longer ours."""
+        started = time.monotonic()
+        try:
+            fenced = await relay_db(services.flush_runs)([(self.message_id, self.content)])
+        except Exception:
+            # The database cannot say: go on (the reaper cannot reach it either, most likely)
+            # and ask again in a second rather than on every delta.
+            logger.warning("could not check the lease of %s", self.message_id, exc_info=True)
+            self.lease_proved_at = started - self.relay.lease_check_after + 1.0
+            return
+        if fenced:
+            self.fence()
+            raise Fenced(self.message_id)
+        self.lease_proved_at = started
+
+    def fence(self) -> None:
+        """Ended elsewhere: stop the vendor stream, write and send nothing more."""
+        if self.fenced:
+            return
+        self.fenced = True
+        self.relay.fenced_replies[self.message_id] = time.monotonic()
+        logger.warning("reply %s was ended by another process; stopping it here",
+                       self.message_id)
+        if self.task is not None and not self.task.done() and self.task is not (
+                asyncio.current_task()):
+            self.task.cancel()
+
     async def _finish(self, code: str, message: str) -> None:
         for call in self.tool_calls.values():
             if call.status == ToolCall.Status.STARTED and self.status != Message.Status.COMPLETED:
@@ -337,10 +467,8 @@ class Run:
             vendor_conversation_id=self.vendor_conversation_id,
             generated_titles=self.generated_titles,
         )
-        try:
-            saved = await database_sync_to_async(self._save)(outcome)
-        except Exception:
-            logger.exception("could not save the end of run %s", self.message_id)
+        saved = await self._save_with_retries(outcome)
+        if saved is None:
             return
         message_data, conversation_data = saved
         await self.emit(message_frame(TERMINAL_FRAME[self.status], message_data), urgent=True)
@@ -348,8 +476,40 @@ class Run:
             await self.emit({"type": "conversation.updated", "conversation": conversation_data},
                             urgent=True)
 
-    def _save(self, outcome: services.RunOutcome) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def _save_with_retries(
+        self, outcome: services.RunOutcome
+    ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """The final write, retried with backoff on a fresh connection (Django replaces a
+        connection that failed before the next call). None when the reply was fenced, or when
+        the database stayed out for every retry: then no final frame is sent from here, and the
+        reaper of a live process ends the reply as stored and tells the viewers, so what the
+        client is finally shown is what is stored."""
+        save = relay_db(self._save)
+        for attempt, delay in enumerate((*FINISH_RETRY_DELAYS, None)):
+            try:
+                saved = await save(outcome)
+            except Exception:
+                if delay is None:
+                    logger.error("could not save the end of run %s after %d tries",
+                                 self.message_id, attempt + 1, exc_info=True)
+                    return None
+                logger.warning("saving the end of run %s failed; retrying in %gs",
+                               self.message_id, delay, exc_info=attempt == 0)
+                await asyncio.sleep(delay)
+                continue
+            if saved is None:
+                self.fence()
+                return None
+            self.lease_proved_at = time.monotonic()
+            return saved
+        return None
+
+    def _save(
+        self, outcome: services.RunOutcome
+    ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
         completed_at = services.finish_run(self.message_id, self.conversation_id, outcome)
+        if completed_at is None:
+            return None
         # The final JSON comes from what the run holds, not from reading the rows back.
         message = Message(
             id=self.placeholder.id, conversation_id=self.conversation_id,
@@ -400,22 +560,34 @@ class ProcessBus:
             self.sender = asyncio.get_running_loop().create_task(self._send_forever())
 
     async def _send_forever(self) -> None:
+        backoff = 0.0  # while the layer is down
         while True:
             await self.wakeup.wait()
             # Let the window fill: every reply's batch of the next BUS_WINDOW rides along.
-            await asyncio.sleep(BUS_WINDOW)
+            await asyncio.sleep(max(BUS_WINDOW, backoff))
             self.wakeup.clear()
             batches, self.outbox = self.outbox, []
+            batches, held = self.relay.sendable(batches)
+            if held:  # replies whose lease is in doubt: sent once proved, dropped if fenced
+                self.outbox = held + self.outbox
+                self.wakeup.set()
             if not batches:
                 continue
             try:
-                await self.layer.group_send(
-                    self.GROUP, {"type": "relay.bus", "origin": self.origin, "batches": batches}
+                await layer_calls.group_send(
+                    self.GROUP, {"type": "relay.bus", "origin": self.origin, "batches": batches},
+                    self.layer,
                 )
-            except Exception:
-                # A layer outage must not kill the runs: owners still stream, the text is
-                # persisted, and other viewers resync from conversation.sync on reconnect.
-                logger.warning("fan-out of %d batches failed", len(batches), exc_info=True)
+            except layer_calls.LayerUnavailable:
+                # Logged (throttled) by layer_calls. A layer outage must not kill the runs:
+                # owners still stream and the text is persisted. The batches wait, in order,
+                # for the layer (the oldest dropped past BUS_BACKLOG: those viewers see a gap
+                # and resync), and the sender backs off instead of failing every 25 ms.
+                self.outbox = (batches + self.outbox)[-BUS_BACKLOG:]
+                self.wakeup.set()
+                backoff = min(max(2 * backoff, CONTROL_RETRY_MIN), CONTROL_RETRY_MAX)
+                continue
+            backoff = 0.0
 
     def ensure_listening(self) -> None:
         if not self.cross_process:
@@ -426,18 +598,23 @@ class ProcessBus:
     async def _listen_forever(self) -> None:
         backoff = CONTROL_RETRY_MIN
         channel = ""
+        joined = False
         while True:
             try:
                 if not channel:
-                    channel = await self.layer.new_channel("bus.")
-                    await self.layer.group_add(self.GROUP, channel)
+                    # Made even while Redis is down (no leaked channel per retry); the group's
+                    # subscription is what carries the bus to it.
+                    channel, _ = await layer_calls.ensure_channel(self.layer, "bus.")
+                if not joined:
+                    await layer_calls.group_add(self.GROUP, channel, self.layer)
+                    joined = True
                 msg = await self.layer.receive(channel)
+                layer_calls.layer_log.success()
                 backoff = CONTROL_RETRY_MIN
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("relay bus: channel layer error; retrying", exc_info=True)
-                channel = ""
+            except Exception as exc:  # CancelledError is not an Exception: it ends the task
+                if not isinstance(exc, layer_calls.LayerUnavailable):  # else logged already
+                    layer_calls.layer_log.failure("receive", exc)
+                    joined = False  # the core layer's group lives in Redis: join again
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, CONTROL_RETRY_MAX)
                 continue
@@ -458,16 +635,19 @@ class ProcessBus:
         if msg.get("action") == "cancel":
             run.cancel()
         elif msg.get("action") == "snapshot" and isinstance(msg.get("reply_to"), str):
-            with contextlib.suppress(Exception):
-                await self.layer.send(msg["reply_to"],
-                                      {"type": "run.snapshot", "snapshot": run.snapshot()})
+            with contextlib.suppress(layer_calls.LayerUnavailable):  # logged by layer_calls
+                await layer_calls.send(msg["reply_to"],
+                                       {"type": "run.snapshot", "snapshot": run.snapshot()},
+                                       self.layer)
 
     async def request(self, action: str, conversation_id: str, **fields: Any) -> None:
-        """Send a control request to every other process (cancel, snapshot)."""
-        await self.layer.group_send(self.GROUP, {
+        """Send a control request to every other process (cancel, snapshot). Retried once on a
+        fresh connection (the first publish after a Redis restart fails); raises
+        layer_calls.LayerUnavailable if the layer is down."""
+        await layer_calls.group_send(self.GROUP, {
             "type": "relay.control", "origin": self.origin, "action": action,
             "conversation_id": conversation_id, **fields,
-        })
+        }, self.layer)
 
 
 class Relay:
@@ -480,6 +660,13 @@ class Relay:
         self._buses: weakref.WeakKeyDictionary[Any, ProcessBus] = weakref.WeakKeyDictionary()
         # This process's sockets, by conversation id then channel name.
         self.viewers: dict[str, dict[str, Viewer]] = {}
+        # Replies this process was fenced out of (message id -> when), so batches of theirs
+        # still queued for other processes are dropped; forgotten after FENCED_MEMORY s.
+        self.fenced_replies: dict[str, float] = {}
+        # Short-lived tasks kept referenced until done (asyncio keeps only weak references).
+        self._background: set[asyncio.Task[None]] = set()
+        # Set on SIGTERM (chatsite/shutdown.py): no new sockets, runs end, sockets get 1012.
+        self.draining = False
 
     @property
     def layer(self) -> Any:
@@ -494,6 +681,28 @@ class Relay:
         if current is None or current.layer is not layer:
             current = self._buses[loop] = ProcessBus(self, layer)
         return current
+
+    def sendable(self, batches: list[tuple[str, list[dict[str, Any]]]]
+                 ) -> tuple[list[tuple[str, list[dict[str, Any]]]],
+                            list[tuple[str, list[dict[str, Any]]]]]:
+        """Split bus batches into those to send now and those to hold: a reply whose owner has
+        not proved its lease lately (this process was stalled) is held until it does, and the
+        frames of a reply this process was fenced out of are dropped."""
+        now = time.monotonic()
+        for message_id, at in list(self.fenced_replies.items()):
+            if now - at > FENCED_MEMORY:
+                del self.fenced_replies[message_id]
+        send, held = [], []
+        for conversation_id, frames in batches:
+            run = self.local_run(conversation_id)
+            if run is not None and not run.fenced and run.lease_overdue():
+                held.append((conversation_id, frames))
+                continue
+            if self.fenced_replies:
+                frames = [f for f in frames if _reply_id(f) not in self.fenced_replies]
+            if frames:
+                send.append((conversation_id, frames))
+        return send, held
 
     def add_viewer(self, conversation_id: str, viewer: Viewer) -> None:
         self.viewers.setdefault(conversation_id, {})[viewer.channel_name] = viewer
@@ -527,6 +736,10 @@ class Relay:
     @property
     def max_reply_chars(self) -> int:
         return settings.MAX_REPLY_CHARS
+
+    @property
+    def lease_check_after(self) -> float:
+        return settings.RELAY_ORPHAN_AFTER * LEASE_CHECK_SHARE
 
     @property
     def flush_interval(self) -> float:
@@ -572,13 +785,13 @@ class Relay:
         if not self.bus.cross_process:
             return None  # one process: a reply not running here is not running anywhere
         try:
-            reply_to = await layer.new_channel("snapshot.")
+            reply_to = await layer_calls.new_channel("snapshot.", layer)
             await self.bus.request("snapshot", str(conversation_id), reply_to=reply_to)
             msg = await asyncio.wait_for(layer.receive(reply_to), SNAPSHOT_TIMEOUT)
-        except TimeoutError:
+        except (TimeoutError, layer_calls.LayerUnavailable):  # the latter logged, throttled
             return None
-        except Exception:
-            logger.warning("snapshot request for %s failed", conversation_id, exc_info=True)
+        except Exception as exc:
+            layer_calls.layer_log.failure("snapshot", exc)
             return None
         snapshot = msg.get("snapshot")
         return snapshot if isinstance(snapshot, dict) else None
@@ -592,19 +805,29 @@ class Relay:
     async def _flush_forever(self) -> None:
         """Every FLUSH_INTERVAL, write every live run's text and heartbeat in ONE statement and
         one hop to the database thread: per-run flush tasks cost 100 statements and thread hops
-        a second at 100 streams and queued new messages behind them (`make bench`)."""
-        flush = database_sync_to_async(services.flush_runs)
+        a second at 100 streams and queued new messages behind them (`make bench`). A flush
+        that finds a reply no longer ours (reaped or canceled elsewhere) fences its run."""
         while self.runs:
             await asyncio.sleep(self.flush_interval)
-            items = [(run.message_id, run.content) for run in list(self.runs.values())
-                     if run.status == Message.Status.STREAMING]
-            if not items:
-                continue
-            try:
-                await flush(items)
-            except Exception:
-                logger.warning("flush of %d replies failed; will retry", len(items),
-                               exc_info=True)
+            await self.flush_now()
+
+    async def flush_now(self) -> None:
+        runs = [run for run in list(self.runs.values())
+                if run.status == Message.Status.STREAMING and not run.fenced]
+        if not runs:
+            return
+        started = time.monotonic()
+        try:
+            fenced = set(await relay_db(services.flush_runs)(
+                [(run.message_id, run.content) for run in runs]))
+        except Exception:
+            logger.warning("flush of %d replies failed; will retry", len(runs), exc_info=True)
+            return
+        for run in runs:
+            if run.message_id in fenced:
+                run.fence()
+            else:
+                run.lease_proved_at = max(run.lease_proved_at, started)
 
     def ensure_reaper(self) -> None:
         """Start this process's reaper once (lazily: there is no ASGI lifespan in Daphne)."""
@@ -615,27 +838,120 @@ class Relay:
             self._reaper = loop.create_task(self._reap_forever())
 
     async def _reap_forever(self) -> None:
-        reap = database_sync_to_async(services.reap_orphaned_runs)
+        reap = relay_db(services.reap_orphaned_runs)
+        # Notices the layer could not carry, retried each pass (capped: REAP_NOTICE_BACKLOG).
+        unsent: list[tuple[str, list[dict[str, Any]]]] = []
         while True:
             await asyncio.sleep(settings.RELAY_REAP_INTERVAL)
             try:
                 reaped = await reap()
-                for message in reaped:
-                    await self.layer.group_send(
-                        conversation_group(message["conversation_id"]),
-                        {"type": "relay.frames", "skip": None,
-                         "frames": [message_frame("message.failed", message["message"])]},
-                    )
             except Exception:
                 logger.warning("reaper pass failed; will retry", exc_info=True)
+                reaped = []
+            notices = [(str(m["conversation_id"]), [message_frame("message.failed", m["message"])])
+                       for m in reaped]
+            if unsent:
+                unsent = await self._notify_viewers(unsent)
+            # While the layer is still down, new notices are not tried one by one.
+            failed = notices if unsent else await self._notify_viewers(notices)
+            for conversation_id, frames in failed:
+                # This process's viewers are told now; other processes' when the layer is back.
+                await self.deliver_local(conversation_id, frames)
+            unsent = (unsent + failed)[-REAP_NOTICE_BACKLOG:]
+
+    async def _notify_viewers(self, notices: list[tuple[str, list[dict[str, Any]]]]
+                              ) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Send the reaper's final frames to each conversation's group (every process); return
+        those the layer could not carry (logged, throttled, by layer_calls). A viewer that gets
+        one twice (delivered locally, then by the group) just sets the same final state."""
+        for i, (conversation_id, frames) in enumerate(notices):
+            try:
+                await layer_calls.group_send(
+                    conversation_group(conversation_id),
+                    {"type": "relay.frames", "skip": None, "frames": frames}, self.layer)
+            except layer_calls.LayerUnavailable:
+                return notices[i:]
+        return []
 
     async def cancel(self, conversation_id: UUID | str) -> None:
-        """Stop the conversation's run wherever it runs (this process or another)."""
+        """Stop the conversation's run wherever it runs: this process, another live one (a
+        request on the bus), or none (a dead or stalled process: fenced and ended here)."""
         run = self.local_run(conversation_id)
         if run is not None:
             run.cancel()
             return
+        if await self.cancel_orphaned(conversation_id):
+            return
         await self.bus.request("cancel", str(conversation_id))
+        # The owner may stall or miss the request; once its heartbeat is stale, end it here.
+        task = asyncio.create_task(self._cancel_orphaned_later(str(conversation_id)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @property
+    def orphan_stale_after(self) -> float:
+        # A live owner flushes every RELAY_FLUSH_INTERVAL (1 s): three missed flushes, and at
+        # least 3 s, mean nobody is running the reply any more.
+        return max(3.0, 3 * self.flush_interval)
+
+    async def cancel_orphaned(self, conversation_id: UUID | str) -> bool:
+        """End the conversation's reply as canceled if no live process runs it; tell every
+        viewer. False when there is no such reply."""
+        try:
+            message = await relay_db(services.cancel_orphaned_run)(
+                conversation_id, self.orphan_stale_after)
+        except Exception:
+            logger.warning("could not cancel an orphaned reply of %s", conversation_id,
+                           exc_info=True)
+            return False
+        if message is None:
+            return False
+        frames = [message_frame("message.canceled", message)]
+        try:
+            await layer_calls.group_send(
+                conversation_group(conversation_id),
+                {"type": "relay.frames", "skip": None, "frames": frames}, self.layer)
+        except layer_calls.LayerUnavailable:  # logged by layer.py; this process's tabs at least
+            await self.deliver_local(str(conversation_id), frames)
+        return True
+
+    async def _cancel_orphaned_later(self, conversation_id: str) -> None:
+        await asyncio.sleep(self.orphan_stale_after + self.flush_interval)
+        await self.cancel_orphaned(conversation_id)
+
+    async def shutdown(self, grace: float) -> None:
+        """The process is stopping (SIGTERM, chatsite/shutdown.py): save every live reply's
+        text now, let replies that end within `grace` seconds finish, end the others as
+        `server_restart` with their text kept (a final frame to every viewer), then close this
+        process's sockets with 1012 so clients reconnect at once to another process."""
+        self.draining = True
+        await self.flush_now()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.runs and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        tasks = []
+        for run in list(self.runs.values()):
+            if run.task is not None and not run.task.done():
+                run.shutting_down = True
+                run.task.cancel()
+                tasks.append(run.task)
+        if tasks:
+            # The final saves retry for up to ~31 s (FINISH_RETRY_DELAYS); a stop should not
+            # wait that long: what is not saved by then is reaped elsewhere as stored.
+            await asyncio.wait(tasks, timeout=SHUTDOWN_SAVE_TIMEOUT)
+        # Batches still queued for other processes' viewers ride the next bus window.
+        await asyncio.sleep(2 * BUS_WINDOW)
+        for viewers in list(self.viewers.values()):
+            for viewer in list(viewers.values()):
+                with contextlib.suppress(Exception):
+                    await viewer.close_for_restart()
+        # Let the close handshakes finish (each socket unregisters when its client answers):
+        # a reactor stopped now would cut them, and clients would see 1006, not 1012.
+        deadline = loop.time() + CLOSE_HANDSHAKE_TIMEOUT
+        while self.viewers and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        logger.info("relay drained: %d replies ended early", len(tasks))
 
     def detach(self, conversation_id: UUID | str, channel_name: str) -> None:
         run = self.local_run(conversation_id)
@@ -651,7 +967,13 @@ async def notify_deleted(conversation_id: UUID | str) -> None:
     layer = get_channel_layer()
     try:
         await relay.cancel(conversation_id)
-        await layer.group_send(conversation_group(conversation_id),
-                               {"type": "conversation.deleted"})
+        await layer_calls.group_send(conversation_group(conversation_id),
+                                     {"type": "conversation.deleted"}, layer)
+    except layer_calls.LayerUnavailable:
+        # Logged by layer_calls. This process's sockets are closed directly; those of other
+        # processes get 4404 on their next reconnect or frame (the conversation is gone).
+        for viewer in list(relay.viewers.get(str(conversation_id), {}).values()):
+            with contextlib.suppress(Exception):
+                await viewer.close(code=4404)
     except Exception:  # the local delete already happened; open sockets resync or 404
         logger.warning("could not notify sockets of deleted %s", conversation_id, exc_info=True)

@@ -472,19 +472,35 @@ def build_run_request(
     )
 
 
-def flush_runs(items: list[tuple[str, str]]) -> None:
+# The lease every reply starts with; a fence bumps it (Message.lease).
+OWNER_LEASE = 0
+
+
+def _owned(message_ids: list[str]) -> models.QuerySet[Message]:
+    """The replies among `message_ids` still streaming under their owner's lease: every write
+    of the process running a reply goes through this filter, so a reply that was reaped or
+    canceled elsewhere (a fence) is never written again by its old owner."""
+    return Message.objects.filter(pk__in=message_ids, status=Message.Status.STREAMING,
+                                  lease=OWNER_LEASE)
+
+
+def flush_runs(items: list[tuple[str, str]]) -> list[str]:
     """Persist the text so far of every (message_id, content) and prove their process is alive,
-    in one statement (the relay's flush timer). Only still-streaming rows are touched, so a
-    flush queued before a run's final write can never overwrite it."""
-    Message.objects.filter(
-        pk__in=[message_id for message_id, _ in items], status=Message.Status.STREAMING
-    ).update(
+    in one statement (the relay's flush timer). Returns the ids that were fenced (no longer
+    owned: reaped, canceled elsewhere); their owner must stop. The common case, nothing fenced,
+    costs the one UPDATE."""
+    ids = [message_id for message_id, _ in items]
+    updated = _owned(ids).update(
         content=Case(
             *[When(pk=message_id, then=Value(content)) for message_id, content in items],
             output_field=models.TextField(),
         ),
         heartbeat_at=timezone.now(),
     )
+    if updated == len(ids):
+        return []
+    owned = {str(pk) for pk in _owned(ids).values_list("pk", flat=True)}
+    return [message_id for message_id in ids if message_id not in owned]
 
 
 @dataclass
@@ -540,10 +556,12 @@ class RunOutcome:
 def finish_run(message_id: UUID | str, conversation_id: UUID | str,
                outcome: RunOutcome) -> Any:
     """Write the run's final state in 2-3 queries, whatever the number of deltas; returns the
-    completion time. The reply's JSON is built by the relay from what it holds in memory."""
+    completion time, or None when the reply was fenced (reaped or canceled elsewhere: nothing
+    is written, the owner must send nothing more). The reply's JSON is built by the relay from
+    what it holds in memory."""
     now = timezone.now()
     with transaction.atomic():
-        Message.objects.filter(pk=message_id).update(
+        written = _owned([str(message_id)]).update(
             content=outcome.content,
             status=outcome.status,
             error_code=outcome.error_code,
@@ -554,6 +572,8 @@ def finish_run(message_id: UUID | str, conversation_id: UUID | str,
             completed_at=now,
             heartbeat_at=None,
         )
+        if not written:
+            return None
         if outcome.tool_calls:
             ToolCall.objects.bulk_create(outcome.tool_call_rows(message_id, now))
         changes: dict[str, Any] = {"updated_at": now}
@@ -588,14 +608,17 @@ reaped.
     if not ids:
         return []
     now = timezone.now()
-    # Filter on status again: a run that finished between the two queries keeps its result.
-    Message.objects.filter(pk__in=ids, status=Message.Status.STREAMING).update(
+    # The same conditions again in the UPDATE: a run that finished, or whose owner flushed
+    # (it was only stalled), between the two queries keeps its result. The lease bump fences
+    # the old owner out if it comes back (Message.lease).
+    rows.filter(pk__in=ids).update(
         status=Message.Status.FAILED,
         error_code=ErrorCode.SERVER_RESTART,
         error_message="The server process running this reply stopped; the text received "
         "before it stopped is kept.",
         completed_at=now,
         heartbeat_at=None,
+        lease=models.F("lease") + 1,
     )
     reaped = list(
         Message.objects.filter(pk__in=ids, error_code=ErrorCode.SERVER_RESTART, completed_at=now)
@@ -604,6 +627,28 @@ reaped.
     logger.warning("marked %d orphaned streaming replies as failed (server_restart)", len(reaped))
     return [{"conversation_id": str(m.conversation_id), "message": message_json(m)}
             for m in reaped]
+
+
+def cancel_orphaned_run(conversation_id: UUID | str, stale_after: float) -> dict[str, Any] | None:
+    """A stop for a reply no live process runs (its heartbeat is older than `stale_after`
+    seconds, while a live owner flushes every RELAY_FLUSH_INTERVAL): end it now as canceled
+    and fence its old owner out, rather than leave the user waiting for the reaper (15-20 s)
+    with `run_active` on every new message. Returns the reply's JSON, or None when there is no
+    such reply (it is live, or already ended)."""
+    from conversations.frames import message_json
+
+    stale = timezone.now() - timedelta(seconds=stale_after)
+    rows = Message.objects.streaming().filter(conversation_id=conversation_id,
+                                              heartbeat_at__lt=stale)
+    message_id = rows.values_list("pk", flat=True).first()
+    if message_id is None:
+        return None
+    if not rows.filter(pk=message_id).update(
+        status=Message.Status.CANCELED, completed_at=timezone.now(), heartbeat_at=None,
+        lease=models.F("lease") + 1,
+    ):
+        return None
+    return message_json(Message.objects.prefetch_related("tool_calls").get(pk=message_id))
 
 
 def accept_interrupt_answer(

@@ -10,8 +10,9 @@ from django.test import Client
 
 from conversations.models import Agent, Conversation
 
-# The loopback fake vendor's fixtures: `fake_vendor`, `refused_url`.
-pytest_plugins = ["tests.fakevendor"]
+# The loopback fake vendor's fixtures (`fake_vendor`, `refused_url`) and the multi-process
+# harness's (`database_url`, `vendor`, `shared_redis`, `migrated`, `pair`).
+pytest_plugins = ["tests.fakevendor", "tests.cluster"]
 
 
 @pytest.fixture

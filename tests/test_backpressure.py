@@ -14,7 +14,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from conversations.backpressure import WriteGauge
+from conversations.backpressure import BEHIND_GRACE_SECONDS, MAX_BEHIND_HARD_BYTES, WriteGauge
 from conversations.consumers import MAX_SEND_BYTES, fit_sync
 from tests.fakevendor import FakeVendor, openai_chunk, sse, sse_script
 from tests.livesrv import LiveServer, live_server
@@ -57,13 +57,25 @@ def seed(server: LiveServer, vendor: FakeVendor) -> tuple[str, str]:
 
 
 def test_it_counts_only_while_the_buffer_is_full():
-    gauge = WriteGauge()
+    now = [0.0]
+    gauge = WriteGauge(clock=lambda: now[0])
     assert not gauge.over_limit(10**9)  # not paused: Twisted's buffer has room
     gauge.pauseProducing()
     assert not gauge.over_limit(200 * 1024)
-    assert gauge.over_limit(100 * 1024)
-    gauge.resumeProducing()
+    # Over MAX_BEHIND_BYTES, but one large frame is not a client that stopped reading (§7)...
+    assert not gauge.over_limit(900 * 1024)
+    now[0] = BEHIND_GRACE_SECONDS - 1
+    assert not gauge.over_limit(10)
+    # ...until the backlog has stayed over it for the grace period.
+    now[0] = BEHIND_GRACE_SECONDS + 1
+    assert gauge.over_limit(10)
+    gauge.resumeProducing()  # the client read everything
     assert not gauge.over_limit(10**6)
+    gauge.pauseProducing()
+    assert not gauge.over_limit(10**6)
+    now[0] += BEHIND_GRACE_SECONDS - 1
+    assert not gauge.over_limit(10**6)
+    assert gauge.over_limit(MAX_BEHIND_HARD_BYTES)  # past the hard cap: at once
 
 
 async def test_it_drops_a_client_that_stopped_reading_and_keeps_the_reply(

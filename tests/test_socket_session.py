@@ -23,6 +23,11 @@ from websockets.exceptions import ConnectionClosed
 
 from conversations.models import Agent, Conversation, Message
 from conversations.sessions import session_group
+from tests.cluster import (
+    recv,
+    seed,
+    socket_to,
+)
 from tests.fakevendor import FakeVendor
 from tests.livesrv import LiveServer
 from tests.test_browser import (  # noqa: F401 - the real-browser fixtures
@@ -30,16 +35,6 @@ from tests.test_browser import (  # noqa: F401 - the real-browser fixtures
     new_conversation,
     page,
     server,
-)
-from tests.test_scaleout import (  # noqa: F401 - module fixtures of the two-process harness
-    database_url,
-    migrated,
-    pair,
-    recv,
-    seed,
-    shared_redis,
-    socket_to,
-    vendor,
 )
 from tests.wsclient import Socket, open_socket
 
@@ -246,7 +241,7 @@ async def _logout_through(target: LiveServer, session: str) -> float:
 
 @pytest.mark.scaleout
 async def test_it_closes_a_socket_on_another_process_when_the_user_logs_out(
-    pair: list[LiveServer], migrated: LiveServer, vendor: FakeVendor,  # noqa: F811 - fixtures
+    pair: list[LiveServer], migrated: LiveServer, vendor: FakeVendor,
 ):
     a, b = pair
     session, conversation_id = seed(migrated, vendor)

@@ -422,7 +422,7 @@ async def test_it_surfaces_a_reset_connection_as_a_transport_error(
                 received.append(event.data)
 
     assert received == ["a"]
-    assert error_for_exception(caught.value, AGENT).code == ErrorCode.VENDOR_UNREACHABLE
+    assert error_for_exception(caught.value, AGENT).code == ErrorCode.VENDOR_TRUNCATED
 
 
 async def test_it_reads_plain_json_calls(fake_vendor: FakeVendor) -> None:

@@ -222,8 +222,27 @@ def error_for_exception(exc: BaseException, agent: AgentConfig | None = None) ->
         return VendorError(
             ErrorCode.VENDOR_TRUNCATED, "The vendor closed the connection before the reply ended."
         )
-    if isinstance(exc, httpx.TransportError):
+    # httpx's errors often have an empty str(): a TCP reset is ReadError("") caused by anyio's
+    # BrokenResourceError(), with no text either. Take the first text down the chain, so a
+    # stored message says what it can and is never empty.
+    detail, cause = "", exc
+    for _ in range(5):
+        if cause is None or (detail := str(cause).strip()):
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ReadError):
+        # The connection broke while the response was being read (a reset mid-stream): the
+        # request reached the vendor, so, like a close without the final chunk, the reply is cut.
         return VendorError(
-            ErrorCode.VENDOR_UNREACHABLE, f"Network error talking to the vendor: {exc}"
+            ErrorCode.VENDOR_TRUNCATED,
+            "The connection to the vendor broke before the reply ended"
+            + (f" ({detail})." if detail else "."),
+        )
+    if isinstance(exc, httpx.TransportError):
+        # ConnectError is above; WriteError (the request could not be sent), proxy and
+        # protocol errors: the vendor was not reached.
+        return VendorError(
+            ErrorCode.VENDOR_UNREACHABLE,
+            f"Network error talking to the vendor: {detail or type(exc).__name__}.",
         )
     return VendorError(ErrorCode.INTERNAL_ERROR, "The reply failed because of an internal error.")

@@ -36,6 +36,10 @@ const GONE_CLOSE_CODES = new Set([4403, 4404]);
 // 4401: the login session ended (logout, deactivation, password change). No retry can fix it,
 // so the chat stops and the banner's link (the page, which leads to the login form) takes over.
 const SESSION_ENDED_CLOSE_CODE = 4401;
+// 1012: the server process is restarting (SIGTERM) and has ended its replies; another process
+// takes the connection now, so reconnect at once (with jitter, as every tab does it).
+const SERVICE_RESTART_CLOSE_CODE = 1012;
+const RESTART_RECONNECT_MAX_MS = 250;
 // Within this distance of the bottom, the transcript follows the stream.
 const FOLLOW_THRESHOLD_PX = 80;
 // The length counter appears once the message reaches this share of the limit.
@@ -1980,6 +1984,11 @@ function onSocketClosed(code) {
     return;
   }
   if (GONE_CLOSE_CODES.has(code)) conn.gone = true;
+  if (code === SERVICE_RESTART_CLOSE_CODE) {
+    conn.failures = 0;
+    scheduleReconnect(Math.round(Math.random() * RESTART_RECONNECT_MAX_MS));
+    return;
+  }
   scheduleReconnect();
 }
 
@@ -2069,7 +2078,7 @@ function messageFor(frame) {
 
 const FRAME_HANDLERS = {
   "conversation.sync"(frame) {
-    const messages = (frame.messages ?? []).map(normalizeMessage);
+    const messages = (frame.messages ?? []).map((m) => normalizeMessage(keepOmittedContent(m)));
     if (frame.messages_complete === false) {
       // The server sent only the latest messages: keep the older ones this page already has.
       const synced = new Set(messages.map((m) => m.id));
@@ -2238,12 +2247,34 @@ const FRAME_HANDLERS = {
 // Terminal frames carry the whole message: replace it and render at once, whatever the timer.
 function finishMessage(frame) {
   if (!frame.message) return;
-  const message = upsertMessage(frame.message);
+  const message = upsertMessage(keepOmittedContent(frame.message));
   if (state.cancelRequestedFor === message.id) state.cancelRequestedFor = null;
   if (views.has(message.id)) renderNow(message.id);
   else renderTranscript();
   // A failed reply's Retry depends on the composer state; the footer above was built first.
   updateComposer();
+}
+
+// A message over ~1 MB comes without its text (`content_omitted`, docs/protocol.md): keep the
+// text this page assembled from the deltas, and load the stored text when that is not all of it.
+function keepOmittedContent(raw) {
+  if (!raw || raw.content_omitted !== true) return raw;
+  const content = state.byId.get(raw.id)?.content ?? "";
+  if (codePointLength(content) < Number(raw.content_length)) loadOmittedContent(raw.id);
+  return { ...raw, content };
+}
+
+async function loadOmittedContent(id) {
+  const result = await apiRequest("GET", `/api/v1/conversations/${encodeURIComponent(state.conversation.id)}`);
+  const stored = result.ok ? (result.data?.messages ?? []).find((m) => m.id === id) : null;
+  const message = state.byId.get(id);
+  if (!message || typeof stored?.content !== "string") return;
+  const length = codePointLength(stored.content);
+  if (length <= message.contentLength) return;
+  message.content = stored.content;
+  message.contentLength = length;
+  if (views.has(id)) renderNow(id);
+  else renderTranscript();
 }
 
 // ---- Page lifecycle ----------------------------------------------------------------------------
