@@ -26,10 +26,12 @@ run: install
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
 	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
 
-# 1. lint; 2. the whole suite on SQLite + the in-memory layer (with the real-browser tests and
-# the two-process tests on PostgreSQL + Redis); 3. the suite again on PostgreSQL + Redis.
+# 1. lint, and the chat script's unit tests (Node's built-in runner); 2. the whole suite on SQLite
+# + the in-memory layer (with the real-browser tests and the two-process tests on PostgreSQL +
+# Redis); 3. the suite again on PostgreSQL + Redis.
 test: install
 	$(BIN)/ruff check .
+	node --test static/chat/tests/
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CONN_MAX_AGE=0 \
 		$(BIN)/python -m pytest -q -m "not browser and not scaleout" $(PYTEST_ARGS)

@@ -208,8 +208,10 @@ class Services:
         postmaster = next(
             (pid for pid, comm, ppid in procs if comm == "postgres" and ppid not in pg_pids), None
         )
-        redis = next((pid for pid, comm, _ in procs if comm == "redis-server"), None)
-        return cls(postmaster, redis)
+        # The machine's Redis (a daemon: its parent is init), not a private redis-server that a
+        # test suite running meanwhile started and will stop mid-run.
+        redises = sorted((ppid != 1, pid) for pid, comm, ppid in procs if comm == "redis-server")
+        return cls(postmaster, redises[0][1] if redises else None)
 
     def postgres_cpu(self) -> float:
         if self.postmaster is None:

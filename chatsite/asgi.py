@@ -30,7 +30,7 @@ from conversations.backpressure import WriteGaugeMiddleware  # noqa: E402
 # default threshold (700 allocations) a collection runs many times a second, and every full
 # collection walks the ~100 MB of objects Django and the app created at start-up. Freezing
 # those start-up objects keeps full collections short (pauses of 75-150 ms were measured in a
-# peer, performance.md), and a higher first threshold makes young collections rarer.
+# peer, docs/performance.md), and a higher first threshold makes young collections rarer.
 gc.collect()
 gc.freeze()
 gc.set_threshold(50_000, 20, 20)

@@ -54,8 +54,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
-    # NUL in a query string or form field: 400 before any view (conversations/validation.py).
-    "conversations.validation.RequestTextMiddleware",
+    # NUL in a query string or form field: 400 before any view (services/validation.py).
+    "conversations.services.validation.RequestTextMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -89,7 +89,7 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Persistent connections: with CONN_MAX_AGE=0 every database_sync_to_async call of every
-    # socket opens a new connection (performance.md). 60 s keeps the relay's few threads
+    # socket opens a new connection (docs/performance.md). 60 s keeps the relay's few threads
     # connected between flushes.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     # Health checks are off by default: Channels resets them around every database_sync_to_async
@@ -114,7 +114,7 @@ if REDIS_URL and CHANNEL_LAYER_KIND == "core":
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 # redis-py's pool stops at 100 connections by default (MaxConnectionsError at
-                # 100 concurrent conversations, performance.md); 1,000 covers 500 conversations
+                # 100 concurrent conversations, docs/performance.md); 1,000 covers 500 conversations
                 # per process with a viewer each.
                 "hosts": [{"address": REDIS_URL, "max_connections": 1000}],
                 # The default capacity of 100 messages per channel silently drops the rest
@@ -171,7 +171,7 @@ _manifest = (STATIC_ROOT / "staticfiles.json").exists()
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "chatsite.staticfiles.ChatStaticFilesStorage"
         if _manifest
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
@@ -221,7 +221,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Vendor HTTP timeouts (seconds). Connect ~10 s; the read timeout is an *idle* timeout between
 # bytes (heartbeat comments count), 120 s covers long tool/thinking gaps that kill httpx's 5 s
-# default (vendor-apis.md §C18).
+# default (docs/providers.md).
 VENDOR_CONNECT_TIMEOUT = env.float("VENDOR_CONNECT_TIMEOUT", default=10.0)
 VENDOR_READ_TIMEOUT = env.float("VENDOR_READ_TIMEOUT", default=120.0)
 

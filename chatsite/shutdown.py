@@ -5,7 +5,7 @@ text was lost and the reply looked frozen until another process's reaper ended i
 on the first SIGTERM the process stops listening (a load balancer sends new connections to the
 others), and the relay saves every live reply's text, lets replies that end within
 SHUTDOWN_GRACE_SECONDS finish, ends the rest as `server_restart` with their text kept, and
-closes its sockets with 1012 (chat.js reconnects at once, elsewhere). Then the reactor stops as
+closes its sockets with 1012 (the chat reconnects at once, elsewhere). Then the reactor stops as
 before. A second SIGTERM stops at once. systemd: `KillSignal=SIGTERM` (the default) and
 `TimeoutStopSec` above the grace period (docs/deploy.md).
 

@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from conversations import api, openapi, review, views
+from conversations import api, openapi, views
+from conversations.review import views as review
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -11,12 +11,13 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from conversations import ratelimit, services, validation
+from conversations import ratelimit, services
 from conversations.frames import conversation_json, message_json
+from conversations.services import validation
 
 # 64 KiB: the largest legitimate body is 16 KB of metadata plus a title; bigger is refused
 # with 413 before it is parsed.
@@ -67,8 +68,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return limited
             try:
                 return handler(request, *args, **kwargs)
-            except Http404 as exc:
-                return api_error(404, "not_found", str(exc) or _("Not found."))
+            except services.NotFound as exc:
+                return api_error(404, exc.code, exc.message)
             except services.InvalidInput as exc:
                 status = exc.status
                 if exc.code == "invalid" and exc.field and status == 400:

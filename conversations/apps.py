@@ -11,6 +11,8 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Logout, deactivation and password changes close the user's websockets.
-        from conversations import sessions
+        from conversations import relay, sessions
 
         sessions.connect_receivers()
+        # A deleted conversation's reply stops and its sockets close (4404), in every process.
+        relay.connect_receivers()

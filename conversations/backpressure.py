@@ -1,7 +1,7 @@
 """Bounded memory for a socket whose client stops reading (daphne #170).
 
 Daphne never pushes back on `websocket.send`: frames for a client that stopped reading pile up in
-Twisted's write buffer without bound (198 MiB in one measurement, performance.md). Twisted does
+Twisted's write buffer without bound (198 MiB in one measurement, docs/performance.md). Twisted does
 tell a registered *push producer* when a transport's buffer passes its 64 KiB high-water mark
 (`pauseProducing`) and when it has drained (`resumeProducing`). The consumer registers a
 `WriteGauge` on its Daphne transport and, while the buffer stays full, counts what it still sends.

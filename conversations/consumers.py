@@ -16,24 +16,28 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from conversations import backpressure, ratelimit, services, sessions, validation
+from conversations import backpressure, ratelimit, services, sessions
 from conversations import layer as layer_calls
 from conversations.frames import (
+    active_run,
     conversation_json,
     error_frame,
     localize_frame,
-    message_frame,
+    message_created,
     message_json,
     omit_content,
+    pong,
+    sync_frame,
     without_content,
 )
 from conversations.models import Message
 from conversations.relay import CLOSE_SERVICE_RESTART, conversation_group, relay
+from conversations.services import validation
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +116,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             conversation = await database_sync_to_async(services.get_conversation)(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
-        except Http404:
+        except services.NotFound:
             await self.close()
             return
         # Join the user's and the session's groups, then check the session once more: a logout
@@ -287,7 +291,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.session_revoked({})
                 return
             await handler(self, frame)
-        except services.InvalidInput as exc:
+        except (services.InvalidInput, services.NotFound) as exc:
             await self.send_frame(error_frame(exc.code, exc.message, client_id=_client_id(frame)))
         except layer_calls.LayerUnavailable:
             # Logged (throttled) by layer.py: no traceback per frame during an outage.
@@ -303,7 +307,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 client_id=_client_id(frame)))
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
-        await self.send_frame({"type": "pong"})
+        await self.send_frame(pong())
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         # Replies running and sends per minute (ratelimit.py): refused before anything is stored.
@@ -322,7 +326,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             msg = await database_sync_to_async(
                 lambda: message_json(Message.objects.prefetch_related("tool_calls").get(
                     pk=accepted.user_message.pk)))()
-            await self.send_frame(message_frame("message.created", msg))
+            await self.send_frame(message_created(msg))
             return
         await relay.start(accepted, owner=self.send_frame, owner_channel=self.channel_name)
 
@@ -397,8 +401,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if active is None and stored is not None:
             live = await relay.remote_snapshot(self.conversation_id)
             active = live if live and live.get("message_id") == stored["message_id"] else stored
-        return {"type": "conversation.sync", "conversation": conversation,
-                "messages": messages, "messages_complete": complete, "active_run": active}
+        return sync_frame(conversation, messages, complete, active)
 
     def _load(
         self,
@@ -409,8 +412,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         stored = None
         for m in messages:
             if m.status == Message.Status.STREAMING:
-                stored = {"message_id": str(m.id), "content": m.content, "tool_calls": [],
-                          "status": m.status}
+                stored = active_run(str(m.id), m.content, [], m.status)
         return (conversation_json(conversation, self.language),
                 [message_json(m) for m in messages], stored, complete)
 

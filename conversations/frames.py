@@ -1,15 +1,142 @@
 """JSON shapes sent to browsers and API clients, defined once (documented in docs/protocol.md).
 
 `conversation_json` / `message_json` are used by the JSON API, the chat page's initial state and
-the websocket; the `*_frame` helpers build websocket server -> client frames.
+the websocket. Every websocket server -> client frame has a `TypedDict` and one builder here
+(the relay and the consumer never spell a frame themselves); the builders return plain dict
+literals, the cheapest shape to build on the relay's per-delta path (docs/performance.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from conversations.models import Conversation, Message, ToolCall, display_title, pick_title
+
+
+class ToolCallLike(Protocol):
+    """A stored `ToolCall` row or a running reply's `services.ToolCallRecord`."""
+
+    call_id: str
+    name: str
+    arguments: str
+    result: Any
+    status: str
+
+
+class ToolCallJSON(TypedDict):
+    id: str
+    name: str
+    arguments: str
+    result: Any
+    status: str
+
+
+class ActiveRun(TypedDict):
+    """`conversation.sync`'s `active_run`: the running reply's text so far."""
+
+    message_id: str
+    content: str
+    tool_calls: list[ToolCallJSON]
+    status: str
+
+
+class ConversationSync(TypedDict):
+    type: Literal["conversation.sync"]
+    conversation: dict[str, Any]
+    messages: list[dict[str, Any]]
+    messages_complete: bool
+    active_run: ActiveRun | None
+
+
+class MessageFrame(TypedDict):
+    """`message.created` and the terminal `message.completed` / `.failed` / `.canceled`."""
+
+    type: str
+    message: dict[str, Any]
+
+
+class MessageDelta(TypedDict):
+    type: Literal["message.delta"]
+    message_id: str
+    offset: int
+    delta: str
+
+
+class ReasoningDeltaFrame(TypedDict):
+    type: Literal["reasoning.delta"]
+    message_id: str
+    delta: str
+
+
+class ToolCallStartedFrame(TypedDict):
+    type: Literal["tool_call.started"]
+    message_id: str
+    tool_call_id: str
+    name: str
+
+
+class ToolCallDeltaFrame(TypedDict):
+    type: Literal["tool_call.delta"]
+    message_id: str
+    tool_call_id: str
+    offset: int
+    delta: str
+
+
+class ToolCallCompletedFrame(TypedDict):
+    type: Literal["tool_call.completed"]
+    message_id: str
+    tool_call_id: str
+    name: str
+    arguments: str
+
+
+class ToolCallResultFrame(TypedDict):
+    type: Literal["tool_call.result"]
+    message_id: str
+    tool_call_id: str
+    result: Any
+
+
+class MessageData(TypedDict):
+    type: Literal["message.data"]
+    message_id: str
+    key: str
+    value: Any
+
+
+class InterruptRequestedFrame(TypedDict):
+    type: Literal["interrupt.requested"]
+    message_id: str
+    interrupt_id: str
+    reason: str
+    payload: Any
+
+
+class ConversationUpdated(TypedDict):
+    type: Literal["conversation.updated"]
+    conversation: dict[str, Any]
+
+
+class ErrorFrame(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    retry_after: NotRequired[int]
+    client_id: NotRequired[str]
+
+
+class Pong(TypedDict):
+    type: Literal["pong"]
+
+
+Frame = (
+    ConversationSync | MessageFrame | MessageDelta | ReasoningDeltaFrame | ToolCallStartedFrame
+    | ToolCallDeltaFrame | ToolCallCompletedFrame | ToolCallResultFrame | MessageData
+    | InterruptRequestedFrame | ConversationUpdated | ErrorFrame | Pong
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -56,7 +183,7 @@ def localize_frame(frame: dict[str, Any], language: str) -> dict[str, Any]:
     return {**frame, "conversation": localize_conversation(conversation, language)}
 
 
-def tool_call_json(call: ToolCall) -> dict[str, Any]:
+def tool_call_json(call: ToolCallLike) -> ToolCallJSON:
     return {
         "id": call.call_id,
         "name": call.name,
@@ -104,9 +231,71 @@ def _feedback_json(message: Message) -> dict[str, Any] | None:
     return {"score": feedback.score, "comment": feedback.comment}
 
 
+def active_run(message_id: str, content: str, tool_calls: Iterable[ToolCallLike],
+               status: str) -> ActiveRun:
+    return {"message_id": message_id, "content": content,
+            "tool_calls": [tool_call_json(c) for c in tool_calls], "status": status}
+
+
+def sync_frame(conversation: dict[str, Any], messages: list[dict[str, Any]], complete: bool,
+               active: ActiveRun | None) -> ConversationSync:
+    return {"type": "conversation.sync", "conversation": conversation, "messages": messages,
+            "messages_complete": complete, "active_run": active}
+
+
+# The per-event builders below run once per vendor delta: one dict literal each, nothing more.
+
+def message_delta(message_id: str, offset: int, delta: str) -> MessageDelta:
+    return {"type": "message.delta", "message_id": message_id, "offset": offset, "delta": delta}
+
+
+def reasoning_delta(message_id: str, delta: str) -> ReasoningDeltaFrame:
+    return {"type": "reasoning.delta", "message_id": message_id, "delta": delta}
+
+
+def tool_call_started(message_id: str, tool_call_id: str, name: str) -> ToolCallStartedFrame:
+    return {"type": "tool_call.started", "message_id": message_id, "tool_call_id": tool_call_id,
+            "name": name}
+
+
+def tool_call_delta(message_id: str, tool_call_id: str, offset: int,
+                    delta: str) -> ToolCallDeltaFrame:
+    return {"type": "tool_call.delta", "message_id": message_id, "tool_call_id": tool_call_id,
+            "offset": offset, "delta": delta}
+
+
+def tool_call_completed(message_id: str, tool_call_id: str, name: str,
+                        arguments: str) -> ToolCallCompletedFrame:
+    return {"type": "tool_call.completed", "message_id": message_id,
+            "tool_call_id": tool_call_id, "name": name, "arguments": arguments}
+
+
+def tool_call_result(message_id: str, tool_call_id: str, result: Any) -> ToolCallResultFrame:
+    return {"type": "tool_call.result", "message_id": message_id, "tool_call_id": tool_call_id,
+            "result": result}
+
+
+def message_data(message_id: str, key: str, value: Any) -> MessageData:
+    return {"type": "message.data", "message_id": message_id, "key": key, "value": value}
+
+
+def interrupt_requested(message_id: str, interrupt_id: str, reason: str,
+                        payload: Any) -> InterruptRequestedFrame:
+    return {"type": "interrupt.requested", "message_id": message_id,
+            "interrupt_id": interrupt_id, "reason": reason, "payload": payload}
+
+
+def conversation_updated(conversation: dict[str, Any]) -> ConversationUpdated:
+    return {"type": "conversation.updated", "conversation": conversation}
+
+
+def pong() -> Pong:
+    return {"type": "pong"}
+
+
 def error_frame(code: str, message: str, *, retry_after: int | None = None,
-                client_id: str | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+                client_id: str | None = None) -> ErrorFrame:
+    frame: ErrorFrame = {"type": "error", "code": code, "message": message}
     if retry_after is not None:
         frame["retry_after"] = retry_after  # seconds, with code "rate_limited"
     if client_id is not None:
@@ -115,12 +304,29 @@ def error_frame(code: str, message: str, *, retry_after: int | None = None,
     return frame
 
 
-def message_frame(kind: str, message: dict[str, Any]) -> dict[str, Any]:
+def message_frame(kind: str, message: dict[str, Any]) -> MessageFrame:
     """`message.created` / `message.completed` / `message.failed` / `message.canceled`."""
     return {"type": kind, "message": message}
 
 
+def message_created(message: dict[str, Any]) -> MessageFrame:
+    return {"type": "message.created", "message": message}
+
+
+# A reply's final frame by its status; a reply paused for an interrupt ends its stream with
+# `message.completed` too (docs/protocol.md).
+TERMINAL_FRAME = {
+    Message.Status.COMPLETED: "message.completed",
+    Message.Status.AWAITING_INPUT: "message.completed",
+    Message.Status.FAILED: "message.failed",
+    Message.Status.CANCELED: "message.canceled",
+}
 TERMINAL_FRAMES = ("message.completed", "message.failed", "message.canceled")
+
+
+def terminal_frame(status: str, message: dict[str, Any]) -> MessageFrame:
+    """The final `message.*` frame of a reply that ended with `status`."""
+    return {"type": TERMINAL_FRAME[status], "message": message}
 
 
 def omit_content(message: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """The relay: owns each run's lifecycle, persistence and fan-out.
 
 Data flows one way: vendor bytes -> provider -> normalized events -> this module -> sockets and
-the database. Design numbers (../shared/reference/performance.md, measured on this machine kind):
+the database. Design numbers (docs/performance.md, measured with `make bench`):
 
 - One channel-layer message per vendor delta is 7-35x slower than a direct send and collapses at
   ~20 streams on Redis. So deltas go *straight* to the socket that started the run, and every
   other viewer (second tab, other process) gets coalesced batches through the channel layer,
-  one message per FANOUT_WINDOW (~50 ms: a 50 ms window cut publish counts ~25x in peers).
+  one message per RELAY_FANOUT_WINDOW (~50 ms: a 50 ms window cut publish counts ~25x in peers).
 - No database write per delta: the text is flushed on a timer (FLUSH_INTERVAL, ~1 s; it doubles
   as the heartbeat that lets survivors reap a dead process's runs) and once at the end, so the
   queries per reply do not grow with the number of deltas.
@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
@@ -35,6 +36,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from conversations import events as ev
+from conversations import frames as shapes
 from conversations import layer as layer_calls
 from conversations import services
 from conversations.frames import conversation_json, message_frame, message_json
@@ -88,7 +90,7 @@ LEASE_CHECK_SHARE = 0.6
 
 # Stopping: final saves get this long before sockets are closed anyway (a database outage at
 # shutdown must not hold the stop for the whole retry schedule); 1012 is the websocket close
-# code for "service restart": chat.js reconnects at once, to another process.
+# code for "service restart": the chat reconnects at once, to another process.
 SHUTDOWN_SAVE_TIMEOUT = 5.0
 CLOSE_SERVICE_RESTART = 1012
 # A client answers a close frame within a round trip; 2 s covers a slow one.
@@ -106,14 +108,6 @@ def _reply_id(frame: dict[str, Any]) -> str | None:
 
 class Fenced(Exception):
     """The reply was ended elsewhere (reaped, canceled as orphaned): its old owner stops."""
-
-
-TERMINAL_FRAME = {
-    Message.Status.COMPLETED: "message.completed",
-    Message.Status.AWAITING_INPUT: "message.completed",
-    Message.Status.FAILED: "message.failed",
-    Message.Status.CANCELED: "message.canceled",
-}
 
 
 # The relay's own database threads (PostgreSQL): Channels runs every database_sync_to_async
@@ -199,18 +193,9 @@ class Run:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "message_id": self.message_id,
-            "content": self.content,
-            "tool_calls": [self._tool_call_json(c) for c in self.tool_calls.values()],
-            "status": self.status,
-        }
-
-    @staticmethod
-    def _tool_call_json(call: services.ToolCallRecord) -> dict[str, Any]:
-        return {"id": call.call_id, "name": call.name, "arguments": call.arguments,
-                "result": call.result, "status": call.status}
+    def snapshot(self) -> shapes.ActiveRun:
+        return shapes.active_run(self.message_id, self.content, self.tool_calls.values(),
+                                 self.status)
 
     # Fan-out ---------------------------------------------------------------------------------
 
@@ -315,9 +300,16 @@ class Run:
             if self.cancel_requested:
                 status, code = Message.Status.CANCELED, ""
             else:
+                # Cancelled from outside (the process stopping, an event loop closing): one
+                # bounded try to save, never the whole retry schedule, so whoever cancelled is
+                # not kept waiting (a loop's teardown waits for every task it cancels).
                 code = ev.ErrorCode.SERVER_RESTART
                 message = ("The server restarted while this reply was streaming; the text "
                            "received before is kept.")
+                self.status = status
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finish(code, message), SHUTDOWN_SAVE_TIMEOUT)
+                return
         except LookupError as exc:
             code = ev.ErrorCode.AGENT_MISCONFIGURED
             message = f"This agent's provider is not available: {exc}."
@@ -329,68 +321,85 @@ class Run:
         self.status = status
         await self._finish(code, message)
 
-    async def _handle(self, event: ev.ProviderEvent) -> None:
-        mid = self.message_id
-        if isinstance(event, ev.TextDelta):
-            if not event.text:
-                return
-            if self.length + len(event.text) > self.relay.max_reply_chars:
-                await self._over_cap(event.text)
-            if self.ttft_ms is None:
-                self.ttft_ms = int((time.monotonic() - self.started) * 1000)
-            frame = {"type": "message.delta", "message_id": mid, "offset": self.length,
-                     "delta": event.text}
-            self._parts.append(event.text)
-            self.length += len(event.text)
-            await self.emit(frame)
-        elif isinstance(event, ev.ReasoningDelta):
-            self.extra["reasoning"] = self.extra.get("reasoning", "") + event.text
-            await self.emit({"type": "reasoning.delta", "message_id": mid, "delta": event.text})
-        elif isinstance(event, ev.ToolCallStarted):
-            await self._start_tool_call(event.call_id, event.name)
-        elif isinstance(event, ev.ToolCallDelta):
-            call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
-                event.call_id, "")
-            offset = len(call.arguments)
-            call.arguments += event.delta
-            await self.emit({"type": "tool_call.delta", "message_id": mid,
-                             "tool_call_id": event.call_id, "offset": offset,
-                             "delta": event.delta})
-        elif isinstance(event, ev.ToolCallCompleted):
-            call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
-                event.call_id, event.name)
-            call.name = event.name or call.name
-            call.arguments = event.arguments if event.arguments else call.arguments
-            call.status = ToolCall.Status.COMPLETED
-            call.completed_at = timezone.now()
-            await self.emit({"type": "tool_call.completed", "message_id": mid,
-                             "tool_call_id": call.call_id, "name": call.name,
-                             "arguments": call.arguments})
-        elif isinstance(event, ev.ToolCallResult):
-            call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
-                event.call_id, "")
-            call.result = event.result
-            await self.emit({"type": "tool_call.result", "message_id": mid,
-                             "tool_call_id": event.call_id, "result": event.result})
-        elif isinstance(event, ev.Usage):
-            self.usage = event.as_dict()
-        elif isinstance(event, ev.VendorConversation):
-            self.vendor_conversation_id = event.vendor_conversation_id
-            await relay_db(services.set_vendor_conversation_id)(
-                self.conversation_id, event.vendor_conversation_id)
-        elif isinstance(event, ev.TitleGenerated):
-            self.generated_titles = dict(event.titles)
-        elif isinstance(event, ev.VendorExtra):
-            self.extra.setdefault(event.key, []).append(event.value)
-            await self.emit({"type": "message.data", "message_id": mid, "key": event.key,
-                             "value": event.value})
-        elif isinstance(event, ev.InterruptRequested):
-            self.extra["pending_interrupt"] = {
-                "id": event.interrupt_id, "reason": event.reason, "payload": event.payload,
-                "vendor_data": event.vendor_data}
-            await self.emit({"type": "interrupt.requested", "message_id": mid,
-                             "interrupt_id": event.interrupt_id, "reason": event.reason,
-                             "payload": event.payload}, urgent=True)
+    # Events -> frames ------------------------------------------------------------------------
+    # One handler per event type, found by `type(event)` in HANDLERS (after the class): one dict
+    # lookup per event instead of a chain of isinstance checks. Events with no frame of their
+    # own (Usage, TitleGenerated...) only update the run; RunCompleted / RunFailed have no
+    # handler: `execute` ends the run on them.
+
+    def _handle(self, event: ev.ProviderEvent) -> Awaitable[None]:
+        # Not a coroutine itself: it returns the handler's, so an event costs one coroutine
+        # object as before the table, not two (measured: +165 ns per delta when awaited in a
+        # wrapper coroutine, on a ~540 ns path).
+        return HANDLERS.get(type(event), Run._on_nothing)(self, event)
+
+    async def _on_nothing(self, event: ev.ProviderEvent) -> None:
+        pass
+
+    async def _on_text(self, event: ev.TextDelta) -> None:
+        if not event.text:
+            return
+        if self.length + len(event.text) > self.relay.max_reply_chars:
+            await self._over_cap(event.text)
+        if self.ttft_ms is None:
+            self.ttft_ms = int((time.monotonic() - self.started) * 1000)
+        frame = shapes.message_delta(self.message_id, self.length, event.text)
+        self._parts.append(event.text)
+        self.length += len(event.text)
+        await self.emit(frame)
+
+    async def _on_reasoning(self, event: ev.ReasoningDelta) -> None:
+        self.extra["reasoning"] = self.extra.get("reasoning", "") + event.text
+        await self.emit(shapes.reasoning_delta(self.message_id, event.text))
+
+    async def _on_tool_call_started(self, event: ev.ToolCallStarted) -> None:
+        await self._start_tool_call(event.call_id, event.name)
+
+    async def _on_tool_call_delta(self, event: ev.ToolCallDelta) -> None:
+        call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
+            event.call_id, "")
+        offset = len(call.arguments)
+        call.arguments += event.delta
+        await self.emit(shapes.tool_call_delta(self.message_id, event.call_id, offset,
+                                               event.delta))
+
+    async def _on_tool_call_completed(self, event: ev.ToolCallCompleted) -> None:
+        call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
+            event.call_id, event.name)
+        call.name = event.name or call.name
+        call.arguments = event.arguments if event.arguments else call.arguments
+        call.status = ToolCall.Status.COMPLETED
+        call.completed_at = timezone.now()
+        await self.emit(shapes.tool_call_completed(self.message_id, call.call_id, call.name,
+                                                   call.arguments))
+
+    async def _on_tool_call_result(self, event: ev.ToolCallResult) -> None:
+        call = self.tool_calls.get(event.call_id) or await self._start_tool_call(
+            event.call_id, "")
+        call.result = event.result
+        await self.emit(shapes.tool_call_result(self.message_id, event.call_id, event.result))
+
+    async def _on_usage(self, event: ev.Usage) -> None:
+        self.usage = event.as_dict()
+
+    async def _on_vendor_conversation(self, event: ev.VendorConversation) -> None:
+        self.vendor_conversation_id = event.vendor_conversation_id
+        await relay_db(services.set_vendor_conversation_id)(
+            self.conversation_id, event.vendor_conversation_id)
+
+    async def _on_title(self, event: ev.TitleGenerated) -> None:
+        self.generated_titles = dict(event.titles)
+
+    async def _on_vendor_extra(self, event: ev.VendorExtra) -> None:
+        self.extra.setdefault(event.key, []).append(event.value)
+        await self.emit(shapes.message_data(self.message_id, event.key, event.value))
+
+    async def _on_interrupt(self, event: ev.InterruptRequested) -> None:
+        self.extra["pending_interrupt"] = {
+            "id": event.interrupt_id, "reason": event.reason, "payload": event.payload,
+            "vendor_data": event.vendor_data}
+        await self.emit(shapes.interrupt_requested(self.message_id, event.interrupt_id,
+                                                   event.reason, event.payload), urgent=True)
 
     async def _over_cap(self, text: str) -> None:
         """Keep the text up to MAX_REPLY_CHARS, then fail the run: a vendor streaming without
@@ -411,8 +420,7 @@ class Run:
             return call
         call = services.ToolCallRecord(call_id=call_id, name=name, created_at=timezone.now())
         self.tool_calls[call_id] = call
-        await self.emit({"type": "tool_call.started", "message_id": self.message_id,
-                         "tool_call_id": call_id, "name": name})
+        await self.emit(shapes.tool_call_started(self.message_id, call_id, name))
         return call
 
     def cancel(self) -> None:
@@ -434,7 +442,7 @@ class Run:
             logger.warning("could not check the lease of %s", self.message_id, exc_info=True)
             self.lease_proved_at = started - self.relay.lease_check_after + 1.0
             return
-        if fenced:
+        if fenced and self.status == Message.Status.STREAMING:
             self.fence()
             raise Fenced(self.message_id)
         self.lease_proved_at = started
@@ -471,10 +479,9 @@ class Run:
         if saved is None:
             return
         message_data, conversation_data = saved
-        await self.emit(message_frame(TERMINAL_FRAME[self.status], message_data), urgent=True)
+        await self.emit(shapes.terminal_frame(self.status, message_data), urgent=True)
         if conversation_data is not None:
-            await self.emit({"type": "conversation.updated", "conversation": conversation_data},
-                            urgent=True)
+            await self.emit(shapes.conversation_updated(conversation_data), urgent=True)
 
     async def _save_with_retries(
         self, outcome: services.RunOutcome
@@ -525,6 +532,23 @@ class Run:
             conversation = conversation_json(self.conversation)
         return message_json(message, outcome.tool_call_rows(self.message_id, completed_at)), \
             conversation
+
+
+# Event type -> Run handler (see Run._handle). A new event with a frame: its builder in
+# frames.py, a handler method above, a row here.
+HANDLERS: dict[type, Callable[[Run, Any], Awaitable[None]]] = {
+    ev.TextDelta: Run._on_text,
+    ev.ReasoningDelta: Run._on_reasoning,
+    ev.ToolCallStarted: Run._on_tool_call_started,
+    ev.ToolCallDelta: Run._on_tool_call_delta,
+    ev.ToolCallCompleted: Run._on_tool_call_completed,
+    ev.ToolCallResult: Run._on_tool_call_result,
+    ev.Usage: Run._on_usage,
+    ev.VendorConversation: Run._on_vendor_conversation,
+    ev.TitleGenerated: Run._on_title,
+    ev.VendorExtra: Run._on_vendor_extra,
+    ev.InterruptRequested: Run._on_interrupt,
+}
 
 
 class ProcessBus:
@@ -718,7 +742,7 @@ class Relay:
     async def deliver_local(self, conversation_id: str, frames: list[dict[str, Any]],
                             skip: str | None = None) -> None:
         """Hand a batch to this process's sockets of the conversation (not through the layer:
-        a channel-layer message per socket cost ~150 µs each, performance.md)."""
+        a channel-layer message per socket cost ~150 µs each, docs/performance.md)."""
         for channel_name, viewer in list(self.viewers.get(conversation_id, {}).items()):
             if channel_name == skip:
                 continue
@@ -757,14 +781,11 @@ class Relay:
         run = Run(self, accepted, owner, owner_channel)
         self.runs[run.conversation_id] = run
         self.bus.ensure_listening()  # cancel / snapshot requests from other processes
-        await run.emit(message_frame("message.created", message_json(accepted.user_message, [])))
-        await run.emit(
-            message_frame("message.created", message_json(accepted.assistant_message, [])),
-            urgent=True,
-        )
+        await run.emit(shapes.message_created(message_json(accepted.user_message, [])))
+        await run.emit(shapes.message_created(message_json(accepted.assistant_message, [])),
+                       urgent=True)
         if accepted.metadata_changed:
-            await run.emit({"type": "conversation.updated",
-                            "conversation": conversation_json(accepted.conversation)},
+            await run.emit(shapes.conversation_updated(conversation_json(accepted.conversation)),
                            urgent=True)
         run.task = asyncio.create_task(self._execute(run), name=f"run-{run.message_id}")
         return run
@@ -824,10 +845,12 @@ class Relay:
             logger.warning("flush of %d replies failed; will retry", len(runs), exc_info=True)
             return
         for run in runs:
-            if run.message_id in fenced:
-                run.fence()
-            else:
+            if run.message_id not in fenced:
                 run.lease_proved_at = max(run.lease_proved_at, started)
+            elif run.status == Message.Status.STREAMING:
+                # Not a reply that ended by itself while the flush ran (its final save, on
+                # another relay thread, commits first and the flush then finds 0 rows).
+                run.fence()
 
     def ensure_reaper(self) -> None:
         """Start this process's reaper once (lazily: there is no ASGI lifespan in Daphne)."""
@@ -977,3 +1000,15 @@ async def notify_deleted(conversation_id: UUID | str) -> None:
                 await viewer.close(code=4404)
     except Exception:  # the local delete already happened; open sockets resync or 404
         logger.warning("could not notify sockets of deleted %s", conversation_id, exc_info=True)
+
+
+def _on_conversation_deleted(sender: Any, conversation_id: UUID | str, **kwargs: Any) -> None:
+    # Sent on commit by services.delete_conversation, from a sync thread (a view, the API).
+    async_to_sync(notify_deleted)(conversation_id)
+
+
+def connect_receivers() -> None:
+    """Called by ConversationsConfig.ready, so every process that can delete a conversation
+    (web, API, management commands) tells the sockets; services never import the relay."""
+    services.conversation_deleted.connect(
+        _on_conversation_deleted, dispatch_uid="conversations.relay.notify_deleted")

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import urlencode
 from django.utils.translation import get_language
@@ -19,11 +19,20 @@ from django.views.decorators.http import require_http_methods, require_POST
 from conversations import ratelimit, services
 from conversations.forms import NewConversationForm, RenameForm
 from conversations.frames import conversation_json, message_json
+from conversations.models import Conversation
 
 
 def _query(**params: str) -> str:
     """A query string (no leading "?") of the non-empty `params`, in the given order."""
     return urlencode({name: value for name, value in params.items() if value})
+
+
+def _conversation(request: HttpRequest, conversation_id: UUID) -> Conversation:
+    """The user's conversation, or the 404 page (another user's too: services.NotFound)."""
+    try:
+        return services.get_conversation(request.user, conversation_id)
+    except services.NotFound as exc:
+        raise Http404(exc.message) from None
 
 
 def _sidebar(request: HttpRequest, current_id: UUID | None = None) -> dict[str, Any]:
@@ -93,7 +102,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def chat(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = services.get_conversation(request.user, conversation_id)
+    conversation = _conversation(request, conversation_id)
     language = get_language() or "en"
     initial_state = {
         "conversation": conversation_json(conversation, language),
@@ -118,7 +127,7 @@ def chat(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
 @ratelimit.limit_form_writes
 @require_POST
 def conversation_rename(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = services.get_conversation(request.user, conversation_id)
+    conversation = _conversation(request, conversation_id)
     form = RenameForm(request.POST)
     if form.is_valid():
         try:
@@ -136,7 +145,7 @@ def conversation_rename(request: HttpRequest, conversation_id: UUID) -> HttpResp
 @ratelimit.limit_form_writes
 @require_POST
 def conversation_archive(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = services.get_conversation(request.user, conversation_id)
+    conversation = _conversation(request, conversation_id)
     archived = request.POST.get("archived", "1") == "1"
     services.update_conversation(conversation, archived=archived)
     messages.success(
@@ -149,7 +158,7 @@ def conversation_archive(request: HttpRequest, conversation_id: UUID) -> HttpRes
 @ratelimit.limit_form_writes
 @require_http_methods(["GET", "POST"])
 def conversation_delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = services.get_conversation(request.user, conversation_id)
+    conversation = _conversation(request, conversation_id)
     if request.method == "POST":
         vendor_error = services.delete_conversation(conversation)
         messages.success(request, _("Conversation deleted."))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from conversations.models import Agent, Conversation
@@ -38,11 +40,15 @@ def demo_agent(db: Any) -> Agent:
     )
 
 
+def logged_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 @pytest.fixture
 def alice_client(alice: Any) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
+    return logged_in(alice)
 
 
 @pytest.fixture
@@ -54,16 +60,38 @@ def api_client(alice: Any) -> Client:
     return client
 
 
-@pytest.fixture
-def reviewer_client(db: Any) -> Client:
-    """A reviewer (staff + the reviewer group) logged in."""
-    from tests.test_admin_review import ensure_reviewer_group
+def ensure_reviewer_group() -> Group:
+    """The group migration 0003 creates. Transactional tests flush the database, which
+    removes it (permissions come back with post_migrate, groups do not), so tests that run
+    after one rebuild it from the migration's own list."""
+    migration = importlib.import_module("conversations.migrations.0003_reviewer_group")
+    group, created = Group.objects.get_or_create(name="reviewer")
+    if created:
+        group.permissions.set(Permission.objects.filter(
+            content_type__app_label="conversations",
+            codename__in=migration.REVIEWER_PERMISSIONS,
+        ))
+    return group
 
+
+@pytest.fixture
+def reviewer(db: Any) -> Any:
+    """A reviewer: staff + the reviewer group."""
     user = get_user_model().objects.create_user("rita", "rita@example.com", None, is_staff=True)
     user.groups.add(ensure_reviewer_group())
-    client = Client()
-    client.force_login(user)
-    return client
+    return user
+
+
+@pytest.fixture
+def reviewer_client(reviewer: Any) -> Client:
+    """The reviewer, logged in."""
+    return logged_in(reviewer)
+
+
+@pytest.fixture
+def staff_client(staff: Any) -> Client:
+    """The superuser, logged in."""
+    return logged_in(staff)
 
 
 def csrf_headers(client: Client) -> dict[str, str]:
@@ -108,4 +136,14 @@ def openai_agent(db: Any, fake_vendor: Any, monkeypatch: Any) -> Agent:
         slug="oai", name="OpenAI-compatible", provider="openai",
         base_url=fake_vendor.url + "/v1", token_env="FAKE_OPENAI_KEY",
         options={"model": "gpt-test"},
+    )
+
+
+@pytest.fixture
+def dimedove_agent(db: Any, fake_vendor: Any, monkeypatch: Any) -> Agent:
+    """A Dimedove agent (app `app_1`) pointed at the loopback fake vendor."""
+    monkeypatch.setenv("DIMEDOVE_TEST_KEY", "sk_live_secret")
+    return Agent.objects.create(
+        slug="dove", name="Dove", provider="dimedove", base_url=fake_vendor.url,
+        token_env="DIMEDOVE_TEST_KEY", options={"app_id": "app_1"},
     )

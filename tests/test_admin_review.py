@@ -3,7 +3,6 @@ review fields, bulk actions, labels, feedback and the agents' connection test.""
 
 from __future__ import annotations
 
-import importlib
 import time
 from datetime import timedelta
 from typing import Any
@@ -11,56 +10,18 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import admin as conversations_admin
 from conversations.models import Agent, Conversation, Feedback, Label, Message, ToolCall
+from conversations.services import agents as conversations_admin
 from tests.fakevendor import FakeVendor, Pause, json_script, openai_chunk, sse, sse_script
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/conversations/conversation/"
-
-
-def ensure_reviewer_group() -> Group:
-    """The group migration 0003 creates. Transactional tests flush the database, which
-    removes it (permissions come back with post_migrate, groups do not), so tests that run
-    after one rebuild it from the migration's own list."""
-    migration = importlib.import_module("conversations.migrations.0003_reviewer_group")
-    group, created = Group.objects.get_or_create(name="reviewer")
-    if created:
-        group.permissions.set(Permission.objects.filter(
-            content_type__app_label="conversations",
-            codename__in=migration.REVIEWER_PERMISSIONS,
-        ))
-    return group
-
-
-@pytest.fixture
-def reviewer(db: Any) -> Any:
-    user = get_user_model().objects.create_user(
-        "rita", "rita@example.com", None, is_staff=True
-    )
-    user.groups.add(ensure_reviewer_group())
-    return user
-
-
-@pytest.fixture
-def reviewer_client(reviewer: Any) -> Client:
-    client = Client()
-    client.force_login(reviewer)
-    return client
-
-
-@pytest.fixture
-def staff_client(staff: Any) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 def add_message(conversation: Conversation, seq: int, role: str, content: str = "",

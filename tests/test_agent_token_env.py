@@ -27,13 +27,6 @@ REFUSED = ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "openai_api_key", "MY_PASS
 ACCEPTED = ["OPENAI_API_KEY", "LOOP_TOKEN", "OLLAMA_KEY", "DYNAMIQ_CLIENT_SECRET", "V2_API_KEY"]
 
 
-@pytest.fixture
-def staff_client(staff: Any) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
 def agent_form(token_env: str) -> dict[str, str]:
     return {"slug": "gpt", "name": "GPT", "provider": "openai",
             "base_url": "http://127.0.0.1:9/v1", "token_env": token_env,

@@ -168,9 +168,19 @@ def test_it_answers_404_for_other_users_conversations(api_client: Client, bob: A
     assert theirs.title == "secret"
 
 
-def test_it_rate_limits_writes_with_429(api_client: Client, demo_agent: Any, settings: Any):
+def test_it_rate_limits_writes_with_429(api_client: Client, demo_agent: Any, settings: Any,
+                                        monkeypatch: Any):
+    import time
+    import types
+
     from django.core.cache import cache
 
+    from conversations import ratelimit
+
+    # One fixed-window minute for the whole test, however long 125 requests take.
+    frozen = time.time()
+    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(
+        time=lambda: frozen, monotonic=time.monotonic))
     cache.clear()
     statuses = [post(api_client, "/api/v1/conversations", {}).status_code for _ in range(125)]
     assert statuses[:120] == [201] * 120

@@ -1,5 +1,6 @@
-"""chat.js and a message the server refuses as unstorable (issue 8 §2): dropped from the outbox,
-shown as an error, never resent on reconnect (it was resent 21 times in 20 s before)."""
+"""The chat script and a message the server refuses as unstorable (issue 8 §2): dropped from
+the outbox, shown as an error, never resent on reconnect (it was resent 21 times in 20 s
+before)."""
 
 from __future__ import annotations
 

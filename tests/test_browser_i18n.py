@@ -41,7 +41,7 @@ def test_it_the_chat_speaks_french_and_switches_to_english(french_page: Any, ser
     page.fill("input[name=title]", "Colis")
     page.click("main form button[type=submit]")
     page.wait_for_url("**/c/*/")
-    # Strings set by chat.js come from the template's translated table.
+    # Strings set by the chat script come from the template's translated table.
     page.wait_for_selector("#connection-status[data-state=connected]")
     expect(page.locator("#connection-status")).to_have_text("Connecté")
     expect(page.locator("#send-button")).to_have_text("Envoyer")

@@ -1,5 +1,5 @@
 """A reply of over ~1 MB ends visibly in a real browser (issue 9 §8): its final frame comes without
-the content, and chat.js keeps the text it assembled from the deltas."""
+the content, and the chat script keeps the text it assembled from the deltas."""
 
 from __future__ import annotations
 
@@ -17,14 +17,6 @@ pytestmark = pytest.mark.browser
 # 1.2 MB of reply: its final frame with the content would pass the 1 MiB websocket limit.
 PIECE = "word " * 800
 PIECES = 300
-
-
-@pytest.fixture(scope="module")
-def vendor() -> Iterator[FakeVendor]:
-    fake = FakeVendor()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")

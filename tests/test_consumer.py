@@ -12,8 +12,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from conversations.models import Agent, Conversation, Message, ToolCall
-from conversations.relay import relay
-from tests.wsclient import assemble, open_socket
+from tests.wsclient import assemble, open_socket, wait_for_no_runs
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -28,14 +27,6 @@ def slow_demo(demo_agent: Agent) -> Agent:
 
 def db(fn: Any) -> Any:
     return database_sync_to_async(fn)
-
-
-async def wait_for_no_runs() -> None:
-    for _ in range(500):
-        if not relay.runs:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("runs still active")
 
 
 # Handshake -----------------------------------------------------------------------------------

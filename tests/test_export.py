@@ -16,29 +16,13 @@ from django.db import connection, connections
 from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 
-from conversations import export
 from conversations.models import Agent, Conversation, Feedback, Label, Message, ToolCall
-from tests.test_admin_review import ensure_reviewer_group
+from conversations.review import export
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/conversations/export"
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def reviewer(db: Any) -> Any:
-    user = get_user_model().objects.create_user("rita", "rita@example.com", None,
-                                                is_staff=True)
-    user.groups.add(ensure_reviewer_group())
-    return user
-
-
-@pytest.fixture
-def reviewer_client(reviewer: Any) -> Client:
-    client = Client()
-    client.force_login(reviewer)
-    return client
 
 
 @pytest.fixture

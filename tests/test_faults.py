@@ -307,3 +307,43 @@ async def test_it_stores_what_the_client_saw_when_postgresql_drops_connections(
         stored = stored_reply(migrated, conversation_id)
         assert (stored["status"], stored["content"]) == ("completed", EXPECTED)
         await ws.close()
+
+
+async def test_it_serves_handshakes_while_a_reply_row_is_locked(
+    migrated: LiveServer, database_url: str, shared_redis: str, vendor: FakeVendor,
+    tmp_path: Path,
+):
+    """A write of the relay stuck on a row lock (held here 5 s by another session, past the 2 s
+    orphan timeout) holds neither the process's handshakes nor the reply: no reaper waits on the
+    lock, and once it is released the reply ends as shown and stored."""
+    session, conversation_id = seed(migrated, vendor)
+    _, other_conversation = seed(migrated, vendor)
+    vendor.add_route("POST", "/v1/chat/completions", slow_stream(0.1))
+    env = {**SERVER_ENV, "REDIS_URL": shared_redis}
+    with cluster(tmp_path, database_url, 1, env) as (a,):
+        ws = await socket_to(a, session, conversation_id)
+        await recv(ws)
+        await ws.send(json.dumps({"type": "message.send", "content": "hello"}))
+        seen = await until_deltas(ws, 5)
+        reply_id = seen[-1]["message_id"]
+        name = database_url.rsplit("/", 1)[1]
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as locker:
+            locker.execute("SELECT 1 FROM conversations_message WHERE id = %s FOR UPDATE",
+                           (reply_id,))
+            # The relay's flush now waits on the lock, and past 2 s the reply looks orphaned:
+            # a handshake (which reaps orphaned replies first) must not wait on the lock either.
+            await asyncio.sleep(3)
+            started = time.monotonic()
+            other = await socket_to(a, session, other_conversation)
+            sync = await recv(other, timeout=5)
+            assert sync["type"] == "conversation.sync"
+            assert time.monotonic() - started < 3, "a handshake waited on the locked row"
+            await asyncio.sleep(2)
+            locker.rollback()
+        seen += await recv_until(ws, "message.completed", "message.failed", timeout=30)
+        final = seen[-1]["message"]
+        assert (final["status"], final["content"]) == ("completed", EXPECTED)
+        assert assemble(seen, final["id"]) == EXPECTED
+        assert stored_reply(migrated, conversation_id)["content"] == EXPECTED
+        await ws.close()
+        await other.close()

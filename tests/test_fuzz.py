@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 
 from conversations import api
 from conversations.models import Agent, Conversation, Message
-from conversations.relay import relay
-from tests.wsclient import Socket, open_socket
+from tests.wsclient import Socket, open_socket, wait_for_no_runs
 
 # 3,000 frames + 2,200 requests: over the 5,000 examples issue 8 asks for, in ~25 s on SQLite
 # or PostgreSQL (11 s + 14 s measured on a shared 2-core machine).
@@ -306,26 +305,18 @@ def test_it_survives_hostile_websocket_frames(
         elapsed = time.monotonic() - started
         # The socket is whole: once the replies the fuzz started are over and read, it still
         # answers a ping alone, and still takes a real message.
-        loop.run_until_complete(_wait_for_no_runs())
+        loop.run_until_complete(wait_for_no_runs(timeout=10))
         exchange('{"type": "ping"}')
         loop.run_until_complete(sock.assert_usable())
         replies = exchange(dumps({"type": "message.send", "content": "still here?"}))
         assert [f["type"] for f in replies][:1] == ["message.created"], replies
-        loop.run_until_complete(_wait_for_no_runs())
+        loop.run_until_complete(wait_for_no_runs(timeout=10))
     finally:
         loop.run_until_complete(sock.close())
         loop.close()
     assert exchange.count >= WS_EXAMPLES
     assert trap.tracebacks() == []
     assert elapsed < TIME_BUDGET_S, elapsed
-
-
-async def _wait_for_no_runs() -> None:
-    for _ in range(1000):
-        if not relay.runs:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("replies still running")
 
 
 # HTTP ------------------------------------------------------------------------------------------

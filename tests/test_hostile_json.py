@@ -16,8 +16,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from conversations import export
 from conversations.models import Conversation, Message
+from conversations.review import export
 from tests.conftest import csrf_headers
 from tests.wsclient import open_socket
 

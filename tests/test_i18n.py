@@ -273,8 +273,8 @@ def test_it_makemessages_finds_nothing_the_catalogue_lacks(
 
 
 def test_it_the_chat_script_strings_all_come_from_the_template():
-    """chat.js keeps English fallbacks; each key must be in the template's translated table."""
-    script = (BASE / "static" / "chat" / "chat.js").read_text(encoding="utf-8")
+    """The chat script keeps English fallbacks; each key must be in the template's table."""
+    script = (BASE / "static" / "chat" / "strings.js").read_text(encoding="utf-8")
     block = re.search(r"^const strings = \{\n(.*?)^\};", script, re.S | re.M)
     assert block is not None
     keys = set(re.findall(r"^\s+(\w+):", block[1], re.M))

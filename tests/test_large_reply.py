@@ -14,8 +14,7 @@ from django.test import Client
 from conversations.consumers import MAX_SEND_BYTES, fit_sync
 from conversations.models import Agent, Conversation, Message
 from tests.fakevendor import openai_chunk, sse, sse_script
-from tests.test_relay import wait_for_no_runs
-from tests.wsclient import assemble, open_socket
+from tests.wsclient import assemble, open_socket, wait_for_no_runs
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 db = database_sync_to_async

@@ -1,4 +1,4 @@
-"""The AG-Kit / CloudBase provider against a real loopback vendor (vendor-apis.md §A4, §B4).
+"""The AG-Kit / CloudBase provider against a real loopback vendor (docs/providers/agkit.md).
 
 AG-Kit streams are written as docs.ag-kit.dev shows them (`data: {...}` lines, `data: [DONE]`);
 AG-UI streams as cloudbase-agent-server writes them (`data: {json}` per event, no [DONE]).
@@ -31,8 +31,9 @@ from conversations.events import (
     VendorExtra,
 )
 from conversations.providers.agkit import AGKitProvider
-from conversations.providers.base import AgentConfig, ChatTurn, RunRequest, Timeouts, VendorError
+from conversations.providers.base import ChatTurn, VendorError
 from tests.fakevendor import Chunk, FakeVendor, Hangup, Pause, json_script, sse, sse_script
+from tests.providers_helpers import AgentSpec
 
 AGENT_ID = "agent-test-1"
 ROUTE = f"/v1/aibot/bots/{AGENT_ID}/send-message"
@@ -47,40 +48,20 @@ WEATHER_TOOL = {
 }
 
 
-def make_request(
-    vendor: FakeVendor,
-    message: str = "Hello?",
-    *,
-    turns: list[ChatTurn] | None = None,
-    vendor_conversation_id: str = "",
-    resume: dict[str, Any] | None = None,
-    **options: object,
-) -> RunRequest:
-    agent = AgentConfig(
-        slug="cloudbase",
-        provider="agkit",
-        base_url=f"{vendor.url}/",
-        token_env=TOKEN_ENV,
-        options={"agent_id": AGENT_ID, **options},
-    )
-    return RunRequest(
-        agent=agent,
-        conversation_id=CONVERSATION,
-        message=message,
-        history=turns or [],
-        vendor_conversation_id=vendor_conversation_id,
-        resume=resume,
-    )
-
-
-async def collect(vendor: FakeVendor, **request: Any) -> list[ProviderEvent]:
-    provider = AGKitProvider(Timeouts(connect=2.0, read=5.0))
-    return [event async for event in provider.stream(make_request(vendor, **request))]
+AGENT = AgentSpec(
+    AGKitProvider,
+    slug="cloudbase",
+    options={"agent_id": AGENT_ID},
+    token_env=TOKEN_ENV,
+    path="/",
+    conversation_id=CONVERSATION,
+)
+make_request, collect = AGENT.request, AGENT.collect
 
 
 async def run(vendor: FakeVendor, *chunks: Chunk, **request: Any) -> list[ProviderEvent]:
     vendor.add_route("POST", ROUTE, sse_script(*chunks))
-    return await collect(vendor, **request)
+    return await collect(make_request(vendor, **request))
 
 
 def agui(kind: str, **fields: Any) -> bytes:
@@ -117,7 +98,7 @@ async def test_it_reads_events_split_across_writes_with_crlf(fake_vendor: FakeVe
         ),
     )
 
-    events = await collect(fake_vendor)
+    events = await collect(make_request(fake_vendor))
 
     assert events == [NEW, TextDelta("Hello"), TextDelta("!"), RunCompleted()]
 
@@ -326,7 +307,7 @@ async def test_it_fails_on_an_agent_error_json_body_with_200(fake_vendor: FakeVe
         ),
     )
 
-    events = await collect(fake_vendor)
+    events = await collect(make_request(fake_vendor))
 
     assert events == [
         NEW,
@@ -393,9 +374,9 @@ async def test_it_raises_on_a_4xx_json_error_body(
     )
 
     with pytest.raises(VendorError) as bad:
-        await collect(fake_vendor)
+        await collect(make_request(fake_vendor))
     with pytest.raises(VendorError) as auth:
-        await collect(fake_vendor)
+        await collect(make_request(fake_vendor))
 
     assert bad.value.code == ErrorCode.VENDOR_BAD_REQUEST
     assert bad.value.message == "The vendor answered 400: Invalid field 'resume'"
@@ -443,25 +424,6 @@ async def test_it_stops_within_a_second_when_cancelled(fake_vendor: FakeVendor) 
     assert received == [NEW, TextDelta("Thinking")]
     assert fake_vendor.requests[0].client_closed.wait(1)
     assert time.monotonic() - started < 1
-
-
-async def test_it_refuses_an_agent_without_base_url_or_agent_id() -> None:
-    no_url = RunRequest(
-        agent=AgentConfig(slug="cb", provider="agkit", options={"agent_id": "a"}),
-        conversation_id="c1",
-        message="Hi",
-    )
-    no_id = RunRequest(
-        agent=AgentConfig(slug="cb", provider="agkit", base_url="http://127.0.0.1:9"),
-        conversation_id="c1",
-        message="Hi",
-    )
-
-    for request, words in ((no_url, "no base URL"), (no_id, "missing option 'agent_id'")):
-        with pytest.raises(VendorError) as caught:
-            [event async for event in AGKitProvider().stream(request)]
-        assert caught.value.code == ErrorCode.AGENT_MISCONFIGURED
-        assert words in caught.value.message
 
 
 # AG-UI dialect ----------------------------------------------------------------------------------
@@ -668,7 +630,7 @@ async def test_it_asks_one_of_several_interrupts_and_cancels_the_others(
         ],
     )
 
-    events = await collect(fake_vendor)
+    events = await collect(make_request(fake_vendor))
     interrupt = events[-1]
     assert isinstance(interrupt, InterruptRequested)
     assert events[1:] == [
@@ -684,7 +646,7 @@ async def test_it_asks_one_of_several_interrupts_and_cancels_the_others(
         "vendor_data": interrupt.vendor_data,
     }
 
-    assert await collect(fake_vendor, resume=resume) == [NEW, RunCompleted()]
+    assert await collect(make_request(fake_vendor, resume=resume)) == [NEW, RunCompleted()]
     assert fake_vendor.requests[1].json()["resume"] == [
         {"interruptId": "int-1", "status": "resolved", "payload": "yes"},
         {"interruptId": "int-2", "status": "cancelled"},

@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 
@@ -38,7 +37,6 @@ from cloudbase_agent.server import AgentServiceApp  # noqa: E402
 
 from conversations.events import (  # noqa: E402
     ErrorCode,
-    ProviderEvent,
     RunCompleted,
     RunFailed,
     TextDelta,
@@ -49,13 +47,8 @@ from conversations.events import (  # noqa: E402
     VendorConversation,
 )
 from conversations.providers.agkit import AGKitProvider  # noqa: E402
-from conversations.providers.base import (  # noqa: E402
-    AgentConfig,
-    ChatTurn,
-    RunRequest,
-    Timeouts,
-    VendorError,
-)
+from conversations.providers.base import ChatTurn, VendorError  # noqa: E402
+from tests.providers_helpers import AgentSpec  # noqa: E402
 
 CONVERSATION = "6c1e7a52-0000-4000-8000-000000000002"
 NEW = VendorConversation(CONVERSATION)
@@ -127,32 +120,13 @@ def cloudbase_url() -> Iterator[str]:
         sock.close()
 
 
-def make_request(
-    base_url: str,
-    message: str,
-    *,
-    turns: list[ChatTurn] | None = None,
-    resume: dict[str, Any] | None = None,
-    **options: Any,
-) -> RunRequest:
-    agent = AgentConfig(
-        slug="cloudbase",
-        provider="agkit",
-        base_url=base_url,
-        options={"agent_id": "agent-real-1", **options},
-    )
-    return RunRequest(
-        agent=agent,
-        conversation_id=CONVERSATION,
-        message=message,
-        history=turns or [],
-        resume=resume,
-    )
-
-
-async def collect(request: RunRequest) -> list[ProviderEvent]:
-    provider = AGKitProvider(Timeouts(connect=2.0, read=5.0))
-    return [event async for event in provider.stream(request)]
+AGENT = AgentSpec(
+    AGKitProvider,
+    slug="cloudbase",
+    options={"agent_id": "agent-real-1"},
+    conversation_id=CONVERSATION,
+)
+make_request, collect = AGENT.request, AGENT.collect
 
 
 async def test_it_streams_text(cloudbase_url: str) -> None:

@@ -21,18 +21,15 @@ from conversations.events import (
 from conversations.providers import get_provider
 from conversations.providers.base import AgentConfig, ChatTurn, RunRequest, Timeouts
 from conversations.providers.demo import DemoProvider
+from tests.providers_helpers import AgentSpec
 
-AGENT = AgentConfig(slug="demo", provider="demo", name="Demo")
-
-
-def make_request(message: str, history: list[ChatTurn] | None = None) -> RunRequest:
-    return RunRequest(agent=AGENT, conversation_id="c1", message=message, history=history or [])
+AGENT = AgentSpec(DemoProvider, slug="demo", name="Demo")
 
 
 async def run(message: str, history: list[ChatTurn] | None = None) -> list[ProviderEvent]:
     provider = DemoProvider()
     provider.delay = 0
-    return [event async for event in provider.stream(make_request(message, history))]
+    return [event async for event in provider.stream(AGENT.request(None, message, turns=history))]
 
 
 def text_of(events: list[ProviderEvent]) -> str:
@@ -107,7 +104,7 @@ async def test_it_paces_deltas_and_stops_at_once_when_cancelled() -> None:
     received: list[ProviderEvent] = []
 
     async def consume() -> None:
-        async for event in provider.stream(make_request("Hello")):
+        async for event in provider.stream(AGENT.request(None, "Hello")):
             received.append(event)
 
     task = asyncio.create_task(consume())

@@ -1,4 +1,4 @@
-"""The Dimedove provider against a real loopback vendor (vendor-apis.md §A1, dimedove-openapi.json).
+"""The Dimedove provider against a real loopback vendor (docs/providers/dimedove.md).
 
 The streams below are the documented examples byte for byte (api-reference/overview.mdx), served
 the way a real server may: CRLF line ends, cut at arbitrary points across writes, heartbeat
@@ -27,7 +27,7 @@ from conversations.events import (
     VendorExtra,
 )
 from conversations.providers import dimedove
-from conversations.providers.base import AgentConfig, ChatTurn, RunRequest, Timeouts, VendorError
+from conversations.providers.base import ChatTurn, VendorError
 from conversations.providers.dimedove import CONVERSATION_LOST, DimedoveProvider
 from tests.fakevendor import (
     Chunk,
@@ -39,12 +39,12 @@ from tests.fakevendor import (
     sse,
     sse_script,
 )
+from tests.providers_helpers import FAST, AgentSpec
 
 TOKEN_ENV = "CHATSITE_TEST_DIMEDOVE_KEY"
 APP = "app_1"
 CONVERSATIONS = f"/v1/apps/{APP}/conversations"
 CONVERSATION = f"{CONVERSATIONS}/conv_1"
-FAST = Timeouts(connect=2.0, read=5.0)
 TITLES = {"en-ca": "Order status question", "fr-ca": "Question sur l'état de la commande"}
 
 # The streaming example of api-reference/overview.mdx, verbatim.
@@ -119,39 +119,17 @@ def conversation(**fields: Any) -> dict[str, Any]:
     }
 
 
-def make_request(
-    vendor: FakeVendor,
-    message: str = "Where is my order?",
-    *,
-    vendor_conversation_id: str = "conv_1",
-    title: str = "Order help",
-    history: list[ChatTurn] | None = None,
-    metadata: dict[str, Any] | None = None,
-    external_user_id: str = "",
-    base_url: str | None = None,
-    **options: Any,
-) -> RunRequest:
-    agent = AgentConfig(
-        slug="dove",
-        provider="dimedove",
-        base_url=vendor.url if base_url is None else base_url,
-        token_env=TOKEN_ENV,
-        options={"app_id": APP, **options},
-    )
-    return RunRequest(
-        agent=agent,
-        conversation_id="c1",
-        message=message,
-        history=history or [],
-        title=title,
-        external_user_id=external_user_id,
-        metadata={"plan_type": "term_life"} if metadata is None else metadata,
-        vendor_conversation_id=vendor_conversation_id,
-    )
-
-
-async def collect(request: RunRequest) -> list[ProviderEvent]:
-    return [e async for e in DimedoveProvider(FAST).stream(request)]
+AGENT = AgentSpec(
+    DimedoveProvider,
+    slug="dove",
+    options={"app_id": APP},
+    token_env=TOKEN_ENV,
+    message="Where is my order?",
+    vendor_conversation_id="conv_1",
+    title="Order help",
+    metadata={"plan_type": "term_life"},
+)
+make_request, collect = AGENT.request, AGENT.collect
 
 
 async def run(vendor: FakeVendor, script: Script, **request: Any) -> list[ProviderEvent]:
@@ -707,7 +685,7 @@ async def test_it_reads_the_generated_title_back_after_the_first_exchange(
     "request_fields",
     [
         {"title": "My own title"},
-        {"title": "", "history": [ChatTurn("user", "a"), ChatTurn("assistant", "b")] * 2},
+        {"title": "", "turns": [ChatTurn("user", "a"), ChatTurn("assistant", "b")] * 2},
         {"title": "", "fetch_title": False},
     ],
     ids=["own-title", "later-exchange", "option-off"],
@@ -822,16 +800,3 @@ def test_it_reports_bad_options() -> None:
     assert DimedoveProvider.validate_options({"app_id": "a", "stream": "sometimes"}) == [
         "option 'stream' must be true or false, not 'sometimes'"
     ]
-
-
-async def test_it_refuses_to_run_without_an_app_id() -> None:
-    request = RunRequest(
-        agent=AgentConfig(slug="dove", provider="dimedove"), conversation_id="c1", message="Hi"
-    )
-
-    with pytest.raises(VendorError) as caught:
-        await collect(request)
-
-    assert caught.value.code == ErrorCode.AGENT_MISCONFIGURED
-    assert "missing option 'app_id'" in caught.value.message
-

@@ -1,6 +1,6 @@
-"""The Dynamiq provider against a real loopback vendor (vendor-apis.md §A2).
+"""The Dynamiq provider against a real loopback vendor (docs/providers/dynamiq.md).
 
-The vendor serves the bytes Dynamiq documents (vendor-docs/dynamiq-send-message-sse.txt): the
+The vendor serves the bytes Dynamiq documents (docs/providers/dynamiq.md): the
 documented example verbatim, and events in the same envelope split across writes, with CRLF line
 ends and `: heartbeat` comments.
 """
@@ -32,7 +32,7 @@ from conversations.events import (
     VendorExtra,
 )
 from conversations.providers import dynamiq
-from conversations.providers.base import AgentConfig, RunRequest, Timeouts, VendorError
+from conversations.providers.base import AgentConfig, RunRequest, VendorError
 from conversations.providers.dynamiq import DynamiqProvider
 from tests.fakevendor import (
     Chunk,
@@ -45,6 +45,7 @@ from tests.fakevendor import (
     sse,
     sse_script,
 )
+from tests.providers_helpers import AgentSpec
 
 TOKEN_ENV = "CHATSITE_TEST_DYNAMIQ_TOKEN"
 TOKEN = "dynamiq_acc_test_123"
@@ -109,41 +110,16 @@ def completed(sequence: int) -> bytes:
     return event("run.completed", sequence, {"id": RUN, "object": "run", "status": "completed"})
 
 
-def make_agent(vendor: FakeVendor, options: dict[str, Any] | None = None) -> AgentConfig:
-    return AgentConfig(
-        slug="dyn",
-        provider="dynamiq",
-        base_url=vendor.url,
-        token_env=TOKEN_ENV,
-        options={"model_id": MODEL} if options is None else options,
-    )
-
-
-def make_request(
-    vendor: FakeVendor,
-    message: str = "Summarize the duplicate-charge ticket and draft a reply.",
-    *,
-    vendor_conversation_id: str = CONV,
-    title: str = "",
-    resume: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-) -> RunRequest:
-    return RunRequest(
-        agent=make_agent(vendor, options),
-        conversation_id="c1",
-        message=message,
-        title=title,
-        vendor_conversation_id=vendor_conversation_id,
-        resume=resume,
-    )
-
-
-def provider() -> DynamiqProvider:
-    return DynamiqProvider(Timeouts(connect=2.0, read=5.0))
-
-
-async def collect(request: RunRequest) -> list[ProviderEvent]:
-    return [e async for e in provider().stream(request)]
+AGENT = AgentSpec(
+    DynamiqProvider,
+    slug="dyn",
+    options={"model_id": MODEL},
+    token_env=TOKEN_ENV,
+    message="Summarize the duplicate-charge ticket and draft a reply.",
+    vendor_conversation_id=CONV,
+)
+make_agent, make_request = AGENT.agent, AGENT.request
+provider, collect = AGENT.make_provider, AGENT.collect
 
 
 async def relay_like(request: RunRequest) -> list[ProviderEvent]:
@@ -866,22 +842,6 @@ def test_it_validates_options(options: dict[str, Any], problem: str | None) -> N
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0]
-
-
-async def test_it_refuses_a_misconfigured_agent(fake_vendor: FakeVendor) -> None:
-    no_url = RunRequest(
-        agent=AgentConfig(slug="dyn", provider="dynamiq", options={"model_id": MODEL}),
-        conversation_id="c1",
-        message="Hi",
-    )
-    both = make_request(fake_vendor, options={"model_id": MODEL, "app_id": APP})
-
-    for request, words in ((no_url, "no base URL"), (both, "exclude each other")):
-        with pytest.raises(VendorError) as caught:
-            await collect(request)
-        assert caught.value.code == ErrorCode.AGENT_MISCONFIGURED
-        assert words in caught.value.message
-    assert fake_vendor.requests == []
 
 
 async def test_it_accepts_a_base_url_ending_in_a_version(fake_vendor: FakeVendor) -> None:

@@ -1,4 +1,4 @@
-"""The OpenAI Chat Completions provider against a real loopback vendor (vendor-apis.md §B1)."""
+"""The OpenAI Chat Completions provider against a real loopback vendor (docs/providers.md)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,7 @@ from conversations.events import (
     Usage,
 )
 from conversations.providers import get_provider
-from conversations.providers.base import (
-    AgentConfig,
-    ChatTurn,
-    RunRequest,
-    Timeouts,
-    VendorError,
-)
+from conversations.providers.base import ChatTurn, Timeouts, VendorError
 from conversations.providers.openai import OpenAIProvider
 from tests.fakevendor import (
     Chunk,
@@ -39,6 +33,7 @@ from tests.fakevendor import (
     sse,
     sse_script,
 )
+from tests.providers_helpers import AgentSpec
 
 ROUTE = "/v1/chat/completions"
 TOKEN_ENV = "CHATSITE_TEST_OPENAI_TOKEN"
@@ -46,27 +41,19 @@ USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
 DONE = sse("[DONE]")
 
 
-def make_request(
-    vendor: FakeVendor,
-    message: str = "Hello?",
-    *,
-    history: list[ChatTurn] | None = None,
-    **options: object,
-) -> RunRequest:
-    agent = AgentConfig(
-        slug="gpt",
-        provider="openai",
-        base_url=f"{vendor.url}/v1/",
-        token_env=TOKEN_ENV,
-        options={"model": "gpt-test", **options},
-    )
-    return RunRequest(agent=agent, conversation_id="c1", message=message, history=history or [])
+AGENT = AgentSpec(
+    OpenAIProvider,
+    slug="gpt",
+    options={"model": "gpt-test"},
+    token_env=TOKEN_ENV,
+    path="/v1/",
+)
+make_request, collect = AGENT.request, AGENT.collect
 
 
 async def run(vendor: FakeVendor, *chunks: Chunk, **request: object) -> list[ProviderEvent]:
     vendor.add_route("POST", ROUTE, sse_script(*chunks))
-    provider = OpenAIProvider(Timeouts(connect=2.0, read=5.0))
-    return [event async for event in provider.stream(make_request(vendor, **request))]
+    return await collect(make_request(vendor, **request))
 
 
 async def test_it_streams_text_until_done(fake_vendor: FakeVendor) -> None:
@@ -106,7 +93,7 @@ async def test_it_sends_the_model_history_and_token(
         fake_vendor,
         DONE,
         message="What's 2+2?",
-        history=history,
+        turns=history,
         system_prompt="Be brief.",
         temperature=0.2,
         max_tokens=256,
@@ -272,7 +259,7 @@ async def test_it_raises_vendor_auth_on_401(
     )
 
     with pytest.raises(VendorError) as caught:
-        [event async for event in OpenAIProvider().stream(make_request(fake_vendor))]
+        await collect(make_request(fake_vendor))
 
     assert caught.value.code == ErrorCode.VENDOR_AUTH
     assert TOKEN_ENV in caught.value.message
@@ -285,7 +272,7 @@ async def test_it_raises_vendor_unavailable_on_500_without_retrying(
     fake_vendor.add_route("POST", ROUTE, json_script({"error": {"message": "busy"}}, status=500))
 
     with pytest.raises(VendorError) as caught:
-        [event async for event in OpenAIProvider().stream(make_request(fake_vendor))]
+        await collect(make_request(fake_vendor))
 
     assert caught.value.code == ErrorCode.VENDOR_UNAVAILABLE
     assert caught.value.message == "The vendor answered 500: busy"
@@ -309,28 +296,9 @@ async def test_it_accepts_a_whole_completion_when_the_backend_ignores_stream(
     }
     fake_vendor.add_route("POST", ROUTE, json_script(completion))
 
-    events = [event async for event in OpenAIProvider().stream(make_request(fake_vendor))]
+    events = await collect(make_request(fake_vendor))
 
     assert events == [TextDelta("All at once."), Usage(12, 3, 15), RunCompleted("stop")]
-
-
-async def test_it_refuses_an_agent_without_base_url_or_model() -> None:
-    no_url = RunRequest(
-        agent=AgentConfig(slug="gpt", provider="openai", options={"model": "m"}),
-        conversation_id="c1",
-        message="Hi",
-    )
-    no_model = RunRequest(
-        agent=AgentConfig(slug="gpt", provider="openai", base_url="http://127.0.0.1:9"),
-        conversation_id="c1",
-        message="Hi",
-    )
-
-    for request, words in ((no_url, "no base URL"), (no_model, "missing option 'model'")):
-        with pytest.raises(VendorError) as caught:
-            [event async for event in OpenAIProvider().stream(request)]
-        assert caught.value.code == ErrorCode.AGENT_MISCONFIGURED
-        assert words in caught.value.message
 
 
 async def test_it_waits_longer_than_httpx_default_timeout(fake_vendor: FakeVendor) -> None:

@@ -13,21 +13,12 @@ from django.test import Client
 from django.utils import timezone
 
 from conversations.models import Agent, Conversation, Message
-from conversations.relay import relay
 from tests.fakevendor import Pause, json_script, openai_chunk, sse, sse_script
-from tests.wsclient import assemble, open_socket
+from tests.wsclient import assemble, open_socket, wait_for_no_runs
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 db = database_sync_to_async
-
-
-async def wait_for_no_runs() -> None:
-    for _ in range(500):
-        if not relay.runs:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("runs still active")
 
 
 def stream_of(n: int) -> Any:

@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from conversations.models import Agent, Conversation, Message
-from tests.test_relay import stream_of, wait_for_no_runs
-from tests.wsclient import assemble, open_socket
+from tests.test_relay import stream_of
+from tests.wsclient import assemble, open_socket, wait_for_no_runs
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 db = database_sync_to_async

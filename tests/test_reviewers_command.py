@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from tests.test_admin_review import ensure_reviewer_group
+from tests.conftest import ensure_reviewer_group
 
 pytestmark = pytest.mark.django_db
 

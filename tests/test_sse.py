@@ -1,8 +1,10 @@
-"""SSE reading shared by every provider, against a real loopback server (vendor-apis.md §C)."""
+"""SSE reading shared by every provider, against a real loopback server (the edge cases listed
+in docs/providers.md)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -390,30 +392,28 @@ async def test_it_drops_an_event_cut_off_by_the_end_of_the_stream(
     assert events == [("message", "whole")]
 
 
-async def test_it_reports_a_cut_chunked_stream_as_truncated(fake_vendor: FakeVendor) -> None:
-    script = sse_script(sse("a"), Pause(0.05), b"data: b", Hangup(), framing="chunked")
-    fake_vendor.add_route("POST", "/stream", script)
-    received: list[str] = []
-
-    with pytest.raises(httpx.RemoteProtocolError) as caught:
-        async with (
-            build_client(FAST) as client,
-            open_sse(client, "POST", f"{fake_vendor.url}/stream", agent=AGENT) as stream,
-        ):
-            async for event in stream.events():
-                received.append(event.data)
-
-    assert received == ["a"]
-    assert error_for_exception(caught.value, AGENT).code == ErrorCode.VENDOR_TRUNCATED
+# A chunked stream cut by a close (no final chunk), and a connection reset mid-stream: the
+# events before are delivered, the transport error escapes, and both map to vendor_truncated.
+BROKEN_STREAMS = {
+    "cut-chunked-stream": (
+        lambda: sse_script(sse("a"), Pause(0.05), b"data: b", Hangup(), framing="chunked"),
+        httpx.RemoteProtocolError,
+    ),
+    "reset-connection": (
+        lambda: sse_script(sse("a"), Pause(0.05), Hangup(reset=True)),
+        httpx.ReadError,
+    ),
+}
 
 
-async def test_it_surfaces_a_reset_connection_as_a_transport_error(
-    fake_vendor: FakeVendor,
+@pytest.mark.parametrize(("script", "error"), BROKEN_STREAMS.values(), ids=BROKEN_STREAMS)
+async def test_it_reports_a_broken_stream_as_truncated(
+    fake_vendor: FakeVendor, script: Callable[[], Script], error: type[httpx.TransportError]
 ) -> None:
-    fake_vendor.add_route("POST", "/stream", sse_script(sse("a"), Pause(0.05), Hangup(reset=True)))
+    fake_vendor.add_route("POST", "/stream", script())
     received: list[str] = []
 
-    with pytest.raises(httpx.ReadError) as caught:
+    with pytest.raises(error) as caught:
         async with (
             build_client(FAST) as client,
             open_sse(client, "POST", f"{fake_vendor.url}/stream", agent=AGENT) as stream,

@@ -7,15 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import stats
 from conversations.models import Agent, Conversation, Feedback, Message
-from tests.test_admin_review import ensure_reviewer_group
+from conversations.review import stats
 
 pytestmark = pytest.mark.django_db
 
@@ -25,21 +23,6 @@ RANGE = {"start": "2025-03-01", "end": "2025-03-03"}
 
 def at(day: date, hour: int, ms: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC) + timedelta(milliseconds=ms)
-
-
-@pytest.fixture
-def reviewer(db: Any) -> Any:
-    user = get_user_model().objects.create_user("rita", "rita@example.com", None,
-                                                is_staff=True)
-    user.groups.add(ensure_reviewer_group())
-    return user
-
-
-@pytest.fixture
-def reviewer_client(reviewer: Any) -> Client:
-    client = Client()
-    client.force_login(reviewer)
-    return client
 
 
 def reply(conversation: Conversation, seq: int, created: datetime, *, status: str = "completed",

@@ -16,13 +16,8 @@ from conversations.events import ErrorCode
 from conversations.models import Agent, Conversation, Message
 from conversations.providers.base import error_for_exception
 from tests.fakevendor import Hangup, Pause, json_script, openai_chunk, sse, sse_script
-from tests.test_vendors_relay import (  # noqa: F401 - dimedove_agent is a fixture
-    APP,
-    dimedove_agent,
-    dimedove_conversation,
-    wait_for_no_runs,
-)
-from tests.wsclient import assemble, open_socket
+from tests.test_vendors_relay import APP, dimedove_conversation
+from tests.wsclient import assemble, open_socket, wait_for_no_runs
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 db = database_sync_to_async

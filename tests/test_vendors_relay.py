@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -10,25 +9,15 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from conversations.models import Agent, Conversation, Message
-from conversations.relay import relay
 from tests.conftest import csrf_headers
 from tests.fakevendor import Pause, json_script, sse, sse_script
-from tests.wsclient import open_socket
+from tests.wsclient import open_socket, wait_for_no_runs
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 db = database_sync_to_async
 APP = "/v1/apps/app_1/conversations"
 TITLES = {"en-ca": "Parcel question", "fr-ca": "Question sur le colis"}
-
-
-@pytest.fixture
-def dimedove_agent(db: Any, fake_vendor: Any, monkeypatch: Any) -> Agent:
-    monkeypatch.setenv("DIMEDOVE_TEST_KEY", "sk_live_secret")
-    return Agent.objects.create(
-        slug="dove", name="Dove", provider="dimedove", base_url=fake_vendor.url,
-        token_env="DIMEDOVE_TEST_KEY", options={"app_id": "app_1"},
-    )
 
 
 def dimedove_conversation(**fields: Any) -> dict[str, Any]:
@@ -52,14 +41,6 @@ def dimedove_reply(text: str) -> Any:
         b": heartbeat\n\n",
         sse({"id": "resp_1", "status": "completed"}, event="response.completed"),
     )
-
-
-async def wait_for_no_runs() -> None:
-    for _ in range(500):
-        if not relay.runs:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("runs still active")
 
 
 async def test_it_runs_a_dimedove_conversation_end_to_end(

@@ -10,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from chatsite.asgi import application
+from conversations.relay import relay
 
 # The test client's host (in ALLOWED_HOSTS) and its own origin, which the Origin check accepts.
 HOST = b"testserver"
@@ -64,6 +65,17 @@ async def open_socket(
     if connected:
         sock.sync = await sock.recv()
     return connected, sock
+
+
+async def wait_for_no_runs(timeout: float = 5.0) -> None:
+    """Wait for every reply of this process to end (its task gone from `relay.runs`), polling
+    every 10 ms: a test's database checks and its teardown's flush come after the run's final
+    writes."""
+    for _ in range(round(timeout / 0.01)):
+        if not relay.runs:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("runs still active")
 
 
 def assemble(frames: list[dict[str, Any]], message_id: str, start: str = "") -> str:

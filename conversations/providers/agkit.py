@@ -1,6 +1,6 @@
 """AG-Kit / Tencent CloudBase agents: `POST {base}/v1/aibot/bots/{agent_id}/send-message`.
 
-One path, two wire formats (vendor-apis.md §A4, §B4), both SSE `data:` only, dispatched on the
+One path, two wire formats (docs/providers/agkit.md), both SSE `data:` only, dispatched on the
 payload's `type`:
 
 - the AG-Kit send-message format (docs.ag-kit.dev): lower-case `text`, `tool-call-start|args|end`,
@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -41,11 +40,7 @@ from conversations.events import (
     RunCompleted,
     RunFailed,
     TextDelta,
-    ToolCallCompleted,
-    ToolCallDelta,
     ToolCallResult,
-    ToolCallStarted,
-    Usage,
     VendorConversation,
     VendorExtra,
 )
@@ -53,10 +48,13 @@ from conversations.providers.base import Provider, RunRequest, VendorError
 from conversations.providers.sse import (
     build_client,
     is_done,
+    json_or_text,
     open_sse,
     parse_json,
     vendor_error_message,
 )
+from conversations.providers.toolcalls import ToolCalls
+from conversations.providers.usage import parse_usage
 
 AUTO = "auto"
 AGKIT = "agkit"
@@ -104,11 +102,11 @@ AGUI_REASONING = frozenset(
 class AGKitProvider(Provider):
     kind = "agkit"
     required_options = {"agent_id": "the CloudBase agent id, as in /v1/aibot/bots/{agent_id}/"}
+    base_url_hint = " (e.g. https://your-env-id.api.tcloudbasegateway.com)."
 
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
-        base_url = self.require_base_url(agent, "https://your-env-id.api.tcloudbasegateway.com")
-        self.check_options(agent)
+        base_url = self.check_agent(agent)
         agent_id = quote(str(agent.options["agent_id"]), safe="")
         conversation_id = request.vendor_conversation_id or request.conversation_id
         async with (
@@ -138,7 +136,7 @@ class AGKitProvider(Provider):
                     yield RunCompleted()
                     return
                 if sse.event == "error":
-                    yield _vendor_failure(_json_or_text(sse.data))
+                    yield _vendor_failure(json_or_text(sse.data))
                     return
                 try:
                     payload = parse_json(sse)
@@ -303,13 +301,6 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-@dataclass
-class _ToolCall:
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-    completed: bool = False
-
-
 class _Reader:
     """Turns decoded events of either dialect into provider events, tracking tool calls."""
 
@@ -318,7 +309,9 @@ class _Reader:
         self.dialect = self.forced
         self.decided = False
         self.thread_id = conversation_id
-        self.calls: dict[str, _ToolCall] = {}
+        # Keyed by `toolCallId`. Arguments may come before the name (TOOL_CALL_CHUNK): the name
+        # is announced again when it arrives; fragments after the end are still relayed.
+        self.calls = ToolCalls(renames=True, sealed=False)
         self.chunk_call_id = ""
 
     def feed(self, payload: Any) -> Iterator[ProviderEvent]:
@@ -359,8 +352,7 @@ class _Reader:
 
     def finish_calls(self) -> Iterator[ProviderEvent]:
         """Complete calls the vendor never ended, so no tool card stays spinning."""
-        for call_id in list(self.calls):
-            yield from self._end(call_id)
+        yield from self.calls.finish()
 
     # AG-Kit send-message events -----------------------------------------------------------------
 
@@ -371,11 +363,11 @@ class _Reader:
             if isinstance(content, str) and content:
                 yield TextDelta(content)
         elif kind == "tool-call-start":
-            yield from self._start(call_id, _text(payload.get("toolCallName")))
+            yield from self.calls.start(call_id, _text(payload.get("toolCallName")))
         elif kind == "tool-call-args":
             yield from self._args(call_id, payload.get("delta"))
         elif kind == "tool-call-end":
-            yield from self._end(call_id)
+            yield from self.calls.complete(call_id)
         elif kind == "tool-result":
             yield from self._result(call_id, payload.get("result"))
         elif kind == "interrupt":
@@ -411,16 +403,16 @@ class _Reader:
             if isinstance(delta, str) and delta:
                 yield ReasoningDelta(delta)
         elif kind == "TOOL_CALL_START":
-            yield from self._start(call_id, _text(payload.get("toolCallName")))
+            yield from self.calls.start(call_id, _text(payload.get("toolCallName")))
         elif kind == "TOOL_CALL_ARGS":
             yield from self._args(call_id, payload.get("delta"))
         elif kind == "TOOL_CALL_END":
-            yield from self._end(call_id)
+            yield from self.calls.complete(call_id)
         elif kind == "TOOL_CALL_CHUNK":
             # Chunks after the first may leave out the id: they continue the last call.
             call_id = call_id or self.chunk_call_id
             self.chunk_call_id = call_id
-            yield from self._start(call_id, _text(payload.get("toolCallName")))
+            yield from self.calls.start(call_id, _text(payload.get("toolCallName")))
             yield from self._args(call_id, payload.get("delta"))
         elif kind == "TOOL_CALL_RESULT":
             yield from self._result(call_id, payload.get("content"))
@@ -430,7 +422,9 @@ class _Reader:
             yield VendorExtra("unknown_events", payload)
 
     def _run_finished(self, payload: dict[str, Any]) -> Iterator[ProviderEvent]:
-        usage = _usage(payload.get("usage"))
+        # A list, one entry per (provider, model): summed. Any other shape is not AG-UI's.
+        raw_usage = payload.get("usage")
+        usage = parse_usage(raw_usage) if isinstance(raw_usage, list) else None
         if usage is not None:
             yield usage
         if payload.get("result") is not None:
@@ -462,51 +456,14 @@ class _Reader:
 
     # Tool calls, shared by both dialects --------------------------------------------------------
 
-    def _start(self, call_id: str, name: str) -> Iterator[ProviderEvent]:
-        call = self.calls.get(call_id)
-        if call is None:
-            self.calls[call_id] = _ToolCall(name=name)
-            yield ToolCallStarted(call_id, name)
-        elif name and name != call.name:
-            # Arguments came before the name: announce it again, the relay keeps one card.
-            call.name = name
-            yield ToolCallStarted(call_id, name)
-
     def _args(self, call_id: str, delta: Any) -> Iterator[ProviderEvent]:
         if delta in (None, ""):
             return
-        text = delta if isinstance(delta, str) else json.dumps(delta)
-        yield from self._start(call_id, "")
-        self.calls[call_id].arguments.append(text)
-        yield ToolCallDelta(call_id, text)
-
-    def _end(self, call_id: str) -> Iterator[ProviderEvent]:
-        yield from self._start(call_id, "")
-        call = self.calls[call_id]
-        if not call.completed:
-            call.completed = True
-            yield ToolCallCompleted(call_id, call.name, "".join(call.arguments))
+        yield from self.calls.add(call_id, delta if isinstance(delta, str) else json.dumps(delta))
 
     def _result(self, call_id: str, result: Any) -> Iterator[ProviderEvent]:
-        yield from self._end(call_id)
+        yield from self.calls.complete(call_id)
         yield ToolCallResult(call_id, result)
-
-
-def _usage(raw: Any) -> Usage | None:
-    """AG-UI's RUN_FINISHED `usage` is a list, one entry per (provider, model): summed."""
-    if not isinstance(raw, list):
-        return None
-    totals: dict[str, int | None] = {"inputTokens": None, "outputTokens": None, "totalTokens": None}
-    for entry in raw:
-        if not isinstance(entry, dict):
-            continue
-        for key in totals:
-            value = entry.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                totals[key] = (totals[key] or 0) + value
-    if all(value is None for value in totals.values()):
-        return None
-    return Usage(totals["inputTokens"], totals["outputTokens"], totals["totalTokens"])
 
 
 def _is_error(payload: dict[str, Any]) -> bool:
@@ -538,10 +495,3 @@ def _failure_from_body(body: Any) -> RunFailed:
         "The vendor answered with JSON instead of an event stream: "
         + (vendor_error_message(body) or "(empty)"),
     )
-
-
-def _json_or_text(data: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data

@@ -104,6 +104,8 @@ class Provider:
     # Options `agents add` must see (name -> help); checked by `validate_options`.
     required_options: ClassVar[dict[str, str]] = {}
     default_base_url: ClassVar[str] = ""
+    # Ends "Agent 'x' has no base URL", for a vendor with no default: where to find one.
+    base_url_hint: ClassVar[str] = "."
 
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
@@ -147,21 +149,24 @@ class Provider:
 
     # Helpers shared by providers -------------------------------------------------------------
 
-    def check_options(self, agent: AgentConfig) -> None:
-        """Refuse to call the vendor for an agent whose options are incomplete."""
+    def check_agent(self, agent: AgentConfig) -> str:
+        """Refuse to call the vendor for a misconfigured agent (`agent_misconfigured`): no base
+        URL first, then incomplete options. Returns the base URL."""
+        base_url = self.require_base_url(agent)
         problems = self.validate_options(agent.options)
         if problems:
             raise VendorError(
                 ErrorCode.AGENT_MISCONFIGURED, f"Agent {agent.slug!r}: {'; '.join(problems)}."
             )
+        return base_url
 
-    def require_base_url(self, agent: AgentConfig, example: str) -> str:
+    def require_base_url(self, agent: AgentConfig) -> str:
         """The agent's base URL (or the vendor's default); `agent_misconfigured` when neither."""
         base_url = self.base_url(agent, self.default_base_url)
         if not base_url:
             raise VendorError(
                 ErrorCode.AGENT_MISCONFIGURED,
-                f"Agent {agent.slug!r} has no base URL (e.g. {example}).",
+                f"Agent {agent.slug!r} has no base URL{self.base_url_hint}",
             )
         return base_url
 
@@ -206,43 +211,70 @@ def error_for_status(status: int, vendor_message: str, agent: AgentConfig) -> Ve
     return VendorError(code, f"The vendor answered {status}: {text}", status=status)
 
 
+# Transport faults, the most specific class first, as httpx maps httpcore's exceptions to its own
+# (`httpx._transports.default.HTTPCORE_EXC_MAP`): the first class an exception is an instance of
+# gives the code and the message. `{aside}` is " (<first text in the exception chain>)" or
+# nothing; `{reason}` that text, else the exception's class name.
+TRANSPORT_ERRORS: tuple[tuple[type[httpx.TransportError], str, str], ...] = (
+    (httpx.ConnectTimeout, ErrorCode.VENDOR_UNREACHABLE, "Timed out connecting to the vendor."),
+    # Read, write and pool timeouts: no byte for the read timeout (120 s; heartbeats count).
+    (
+        httpx.TimeoutException,
+        ErrorCode.VENDOR_TIMEOUT,
+        "The vendor stopped sending data and the stream timed out.",
+    ),
+    (httpx.ConnectError, ErrorCode.VENDOR_UNREACHABLE, "Could not connect to the vendor."),
+    (
+        httpx.RemoteProtocolError,
+        ErrorCode.VENDOR_TRUNCATED,
+        "The vendor closed the connection before the reply ended.",
+    ),
+    # The connection broke while the response was being read (a reset mid-stream): the request
+    # reached the vendor, so, like a close without the final chunk, the reply is cut.
+    (
+        httpx.ReadError,
+        ErrorCode.VENDOR_TRUNCATED,
+        "The connection to the vendor broke before the reply ended{aside}.",
+    ),
+    # WriteError (the request could not be sent), proxy and other protocol errors: the vendor
+    # was not reached.
+    (
+        httpx.TransportError,
+        ErrorCode.VENDOR_UNREACHABLE,
+        "Network error talking to the vendor: {reason}.",
+    ),
+)
+
+# Links of `__cause__`/`__context__` searched for a message: a TCP reset is two without text
+# (ReadError("") from anyio's BrokenResourceError()); 5 leaves room for wrappers.
+MAX_CHAIN_DEPTH = 5
+
+
 def error_for_exception(exc: BaseException, agent: AgentConfig | None = None) -> VendorError:
     """Map any exception escaping a provider to a `VendorError` (one place for the mapping)."""
     if isinstance(exc, VendorError):
         return exc
-    if isinstance(exc, httpx.TimeoutException):
-        if isinstance(exc, httpx.ConnectTimeout):
-            return VendorError(ErrorCode.VENDOR_UNREACHABLE, "Timed out connecting to the vendor.")
-        return VendorError(
-            ErrorCode.VENDOR_TIMEOUT, "The vendor stopped sending data and the stream timed out."
-        )
-    if isinstance(exc, httpx.ConnectError):
-        return VendorError(ErrorCode.VENDOR_UNREACHABLE, "Could not connect to the vendor.")
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return VendorError(
-            ErrorCode.VENDOR_TRUNCATED, "The vendor closed the connection before the reply ended."
-        )
+    for cls, code, template in TRANSPORT_ERRORS:
+        if isinstance(exc, cls):
+            detail = _first_text(exc)
+            return VendorError(
+                code,
+                template.format(
+                    aside=f" ({detail})" if detail else "", reason=detail or type(exc).__name__
+                ),
+            )
+    return VendorError(ErrorCode.INTERNAL_ERROR, "The reply failed because of an internal error.")
+
+
+def _first_text(exc: BaseException) -> str:
     # httpx's errors often have an empty str(): a TCP reset is ReadError("") caused by anyio's
     # BrokenResourceError(), with no text either. Take the first text down the chain, so a
     # stored message says what it can and is never empty.
-    detail, cause = "", exc
-    for _ in range(5):
-        if cause is None or (detail := str(cause).strip()):
+    cause: BaseException | None = exc
+    for _ in range(MAX_CHAIN_DEPTH):
+        if cause is None:
             break
+        if detail := str(cause).strip():
+            return detail
         cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.ReadError):
-        # The connection broke while the response was being read (a reset mid-stream): the
-        # request reached the vendor, so, like a close without the final chunk, the reply is cut.
-        return VendorError(
-            ErrorCode.VENDOR_TRUNCATED,
-            "The connection to the vendor broke before the reply ended"
-            + (f" ({detail})." if detail else "."),
-        )
-    if isinstance(exc, httpx.TransportError):
-        # ConnectError is above; WriteError (the request could not be sent), proxy and
-        # protocol errors: the vendor was not reached.
-        return VendorError(
-            ErrorCode.VENDOR_UNREACHABLE,
-            f"Network error talking to the vendor: {detail or type(exc).__name__}.",
-        )
-    return VendorError(ErrorCode.INTERNAL_ERROR, "The reply failed because of an internal error.")
+    return ""

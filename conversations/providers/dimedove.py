@@ -1,6 +1,6 @@
 """Dimedove Apps API: vendor-side conversations, SSE replies with `event:` names, client tools.
 
-Wire format: vendor-apis.md §A1 and Dimedove's OpenAPI document (dimedove-openapi.json). A run
+Wire format: docs/providers/dimedove.md (from Dimedove's OpenAPI document). A run
 creates the vendor conversation when we have none yet (`POST /v1/apps/{app_id}/conversations`),
 then sends the user's message to it (`POST /v1/apps/{app_id}/conversations/{id}`). The reply is
 either an SSE stream whose events are named by `event:` (`response.created`, `.output_text.*`,
@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -29,9 +28,6 @@ from conversations.events import (
     RunFailed,
     TextDelta,
     TitleGenerated,
-    ToolCallCompleted,
-    ToolCallDelta,
-    ToolCallStarted,
     VendorConversation,
     VendorExtra,
 )
@@ -43,6 +39,7 @@ from conversations.providers.sse import (
     request_json,
     vendor_error_message,
 )
+from conversations.providers.toolcalls import ToolCalls, arguments_text
 
 logger = logging.getLogger(__name__)
 
@@ -274,8 +271,7 @@ class DimedoveProvider(Provider):
     # Options -----------------------------------------------------------------------------------
 
     def _app_url(self, agent: AgentConfig) -> str:
-        self.check_options(agent)
-        base_url = self.base_url(agent, self.default_base_url)
+        base_url = self.check_agent(agent)
         # The OpenAPI server URL (https://api.dimedove.com/v1) is what people copy; the path
         # below carries the version, so a base URL ending in it is taken as the host root.
         if base_url.endswith(API_PREFIX):
@@ -300,24 +296,17 @@ class DimedoveProvider(Provider):
 # Reading replies -------------------------------------------------------------------------------
 
 
-@dataclass
-class _ToolCall:
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-    completed: bool = False
-
-
-class _ToolCalls:
+class _ToolCalls(ToolCalls):
     """Tool calls keyed by `call_id`, each started and completed exactly once.
 
     Dimedove's docs disagree on how a streamed call arrives: the overview lists
     `response.function_call.start` / `.function_call_arguments.delta|done`, custom-tools.mdx says
     "function_call items are delivered via the `response.output_item.done` event". Both are
-    accepted; whichever completes a call first wins, and the other is ignored.
+    accepted; whichever completes a call first wins, and the other is ignored (sealed).
     """
 
     def __init__(self) -> None:
-        self.calls: dict[str, _ToolCall] = {}
+        super().__init__(sealed=True)
         self.by_index: dict[Any, str] = {}
 
     def call_id(self, raw: Any, output_index: Any) -> str:
@@ -334,45 +323,12 @@ class _ToolCalls:
             self.by_index[output_index] = call_id
         return call_id
 
-    def start(self, call_id: str, name: Any) -> Iterator[ProviderEvent]:
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.name = call.name or _string(name)
-            return
-        self.calls[call_id] = _ToolCall(name=_string(name))
-        yield ToolCallStarted(call_id, _string(name))
-
-    def delta(self, call_id: str, delta: Any) -> Iterator[ProviderEvent]:
-        if not isinstance(delta, str) or not delta:
-            return
-        yield from self.start(call_id, "")
-        call = self.calls[call_id]
-        if call.completed:
-            return
-        call.arguments.append(delta)
-        yield ToolCallDelta(call_id, delta)
-
-    def complete(self, call_id: str, name: Any, arguments: Any) -> Iterator[ProviderEvent]:
-        yield from self.start(call_id, name)
-        call = self.calls[call_id]
-        if call.completed:
-            return
-        call.completed = True
-        call.name = _string(name) or call.name
-        if isinstance(arguments, str):
-            text = arguments
-        elif arguments is None:
-            # "The `arguments` field is always `null` for client tools" (custom-tools.mdx).
-            text = "".join(call.arguments)
-        else:
-            text = json.dumps(arguments, ensure_ascii=False)
-        yield ToolCallCompleted(call_id, call.name, text)
-
-    def finish(self) -> Iterator[ProviderEvent]:
-        """Complete the calls the reply started but never finished, with what arrived."""
-        for call_id, call in list(self.calls.items()):
-            if not call.completed:
-                yield from self.complete(call_id, call.name, None)
+    def complete_raw(self, call_id: str, name: Any, arguments: Any) -> Iterator[ProviderEvent]:
+        """`complete` with the name and arguments as Dimedove sent them."""
+        # "The `arguments` field is always `null` for client tools" (custom-tools.mdx): then the
+        # streamed fragments, if any, are the arguments.
+        whole = None if arguments is None else arguments_text(arguments)
+        yield from self.complete(call_id, _string(name), whole)
 
 
 Handler = Callable[["_ReplyReader", dict[str, Any]], Iterator[ProviderEvent]]
@@ -455,21 +411,21 @@ class _ReplyReader:
 
     def _call_start(self, payload: dict[str, Any]) -> Iterator[ProviderEvent]:
         call_id = self.calls.call_id(payload.get("call_id"), payload.get("output_index"))
-        yield from self.calls.start(call_id, payload.get("name"))
+        yield from self.calls.start(call_id, _string(payload.get("name")))
 
     def _call_delta(self, payload: dict[str, Any]) -> Iterator[ProviderEvent]:
         call_id = self.calls.call_id(payload.get("call_id"), payload.get("output_index"))
-        yield from self.calls.delta(call_id, payload.get("delta"))
+        yield from self.calls.add(call_id, _string(payload.get("delta")))
 
     def _call_done(self, payload: dict[str, Any]) -> Iterator[ProviderEvent]:
         call_id = self.calls.call_id(payload.get("call_id"), payload.get("output_index"))
-        yield from self.calls.complete(call_id, payload.get("name"), payload.get("arguments"))
+        yield from self.calls.complete_raw(call_id, payload.get("name"), payload.get("arguments"))
 
     def _item_done(self, payload: dict[str, Any]) -> Iterator[ProviderEvent]:
         item = payload.get("item")
         if isinstance(item, dict) and item.get("type") == "function_call":
             call_id = self.calls.call_id(item.get("call_id"), payload.get("output_index"))
-            yield from self.calls.complete(call_id, item.get("name"), item.get("arguments"))
+            yield from self.calls.complete_raw(call_id, item.get("name"), item.get("arguments"))
         elif isinstance(item, dict) and item.get("type") == "message":
             # The message's text already arrived as output_text deltas.
             return
@@ -545,7 +501,7 @@ class _ReplyReader:
                 yield TextDelta(text)
         elif kind == "function_call":
             call_id = self.calls.call_id(item.get("call_id"), index)
-            yield from self.calls.complete(call_id, item.get("name"), item.get("arguments"))
+            yield from self.calls.complete_raw(call_id, item.get("name"), item.get("arguments"))
         elif kind == "data_spec":
             yield VendorExtra("data_spec", item.get("data"))
         else:

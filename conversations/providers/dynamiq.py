@@ -1,4 +1,4 @@
-"""Dynamiq conversations, streamed (vendor-apis.md §A2, vendor-docs/dynamiq-send-message-sse.txt).
+"""Dynamiq conversations, streamed (docs/providers/dynamiq.md).
 
 Dynamiq keeps the conversation: we create it once (`POST /v1/conversations`), then each user
 message is `POST /v3/conversations/{id}/messages`, answered with Server-Sent Events. Every event is
@@ -27,7 +27,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -42,9 +42,7 @@ from conversations.events import (
     RunCompleted,
     RunFailed,
     TextDelta,
-    ToolCallCompleted,
     ToolCallResult,
-    ToolCallStarted,
     VendorConversation,
     VendorExtra,
 )
@@ -57,14 +55,16 @@ from conversations.providers.base import (
     error_for_status,
 )
 from conversations.providers.sse import (
-    MAX_ERROR_BODY_BYTES,
     SSEStream,
     build_client,
+    delete_json,
     open_sse,
     parse_json,
+    read_capped,
     request_json,
     vendor_error_message,
 )
+from conversations.providers.toolcalls import arguments_text, whole_call
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +148,14 @@ class DynamiqProvider(Provider):
     # No default: the host serving /v1/conversations and /v3/conversations is not documented
     # (the reference shows https://example.com), so every agent names it.
     default_base_url = ""
+    base_url_hint = (
+        ": give the Dynamiq host root serving /v1/conversations (Dynamiq does not document a "
+        "single host for it)."
+    )
 
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
-        self._check_agent(agent)
+        self.check_agent(agent)
         run = _Run()
         try:
             # aclosing: the HTTP stream is closed before the vendor-side cancel below is sent.
@@ -170,22 +174,14 @@ class DynamiqProvider(Provider):
     async def delete_conversation(self, agent: AgentConfig, vendor_conversation_id: str) -> None:
         if not vendor_conversation_id:
             return
-        _require_base_url(agent)
+        self.require_base_url(agent)
         async with _client(self.timeouts, agent) as client:
-            try:
-                await request_json(
-                    client,
-                    "DELETE",
-                    _conversation_url(_root(agent), vendor_conversation_id),
-                    agent=agent,
-                    headers=self.auth_headers(agent),
-                )
-            except VendorError as exc:
-                # 404: Dynamiq already has no such conversation, which is what deleting wanted;
-                # telling the user "the vendor copy could not be deleted" would be false.
-                if exc.status == 404:
-                    return
-                raise
+            await delete_json(
+                client,
+                _conversation_url(_root(agent), vendor_conversation_id),
+                agent=agent,
+                headers=self.auth_headers(agent),
+            )
 
     @classmethod
     def validate_options(cls, options: dict[str, Any]) -> list[str]:
@@ -215,10 +211,6 @@ class DynamiqProvider(Provider):
         return problems
 
     # The run ---------------------------------------------------------------------------------
-
-    def _check_agent(self, agent: AgentConfig) -> None:
-        _require_base_url(agent)
-        self.check_options(agent)
 
     async def _events(self, request: RunRequest, run: _Run) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
@@ -255,7 +247,7 @@ class DynamiqProvider(Provider):
             # blank line SSE needs to dispatch it (§C.9); a body that stops right after a
             # complete line gets that blank line, so such a final event is read. A body cut
             # mid-line is still dropped, as the spec says.
-            reader = SSEStream(cast(httpx.Response, _BlankLineAtEnd(stream.response)), agent)
+            reader = SSEStream(_blank_line_at_end(stream.chunks))
             async for sse in reader.events():
                 for event in run.feed(sse):
                     yield event
@@ -519,15 +511,7 @@ def _tool_call(envelope: dict[str, Any], data: dict[str, Any]) -> Iterator[Provi
     tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
     name = tool.get("name") or data.get("name") or ""
     name = name if isinstance(name, str) else str(name)
-    raw_input = data.get("input")
-    if raw_input is None:
-        arguments = ""
-    elif isinstance(raw_input, str):
-        arguments = raw_input
-    else:
-        arguments = json.dumps(raw_input, ensure_ascii=False)
-    yield ToolCallStarted(call_id, name)
-    yield ToolCallCompleted(call_id, name, arguments)
+    yield from whole_call(call_id, name, arguments_text(data.get("input")))
     if "result" in data:
         yield ToolCallResult(call_id, data["result"])
 
@@ -635,12 +619,7 @@ def _raise_with_details(agent: AgentConfig) -> Callable[[httpx.Response], Awaita
     async def hook(response: httpx.Response) -> None:
         if response.status_code < 400:
             return
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= MAX_ERROR_BODY_BYTES:
-                break
-        raise _status_error(response.status_code, bytes(body[:MAX_ERROR_BODY_BYTES]), agent)
+        raise _status_error(response.status_code, await read_capped(response), agent)
 
     return hook
 
@@ -672,33 +651,17 @@ def _describe(details: Any) -> str:
     return details if isinstance(details, str) else json.dumps(details, ensure_ascii=False)
 
 
-class _BlankLineAtEnd:
-    """The response as `SSEStream` reads it, plus one blank line when the body ended right after
-    a line break (see `_events`). Everything else is the response's own."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-
-    @property
-    def encoding(self) -> str | None:
-        return self._response.encoding
-
-    @encoding.setter
-    def encoding(self, value: str) -> None:
-        self._response.encoding = value
-
-    async def aiter_text(self) -> AsyncIterator[str]:
-        ended_on_line_break = False
-        async for text in self._response.aiter_text():
-            if text:
-                ended_on_line_break = text[-1] in "\r\n"
-            yield text
-        if ended_on_line_break:
-            # Two: after a lone "\r" the first "\n" only completes that line break.
-            yield "\n\n"
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._response, name)
+async def _blank_line_at_end(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The body's text, plus one blank line when it ended right after a line break (see
+    `_events`)."""
+    ended_on_line_break = False
+    async for text in chunks:
+        if text:
+            ended_on_line_break = text[-1] in "\r\n"
+        yield text
+    if ended_on_line_break:
+        # Two: after a lone "\r" the first "\n" only completes that line break.
+        yield "\n\n"
 
 
 async def _cancel_run(agent: AgentConfig, runs_root: str, run_id: str) -> None:
@@ -736,15 +699,6 @@ def _root(agent: AgentConfig) -> str:
     for suffix in ("/v1", "/v3"):
         root = root.removesuffix(suffix)
     return root
-
-
-def _require_base_url(agent: AgentConfig) -> None:
-    if not Provider.base_url(agent):
-        raise VendorError(
-            ErrorCode.AGENT_MISCONFIGURED,
-            f"Agent {agent.slug!r} has no base URL: give the Dynamiq host root serving "
-            "/v1/conversations (Dynamiq does not document a single host for it).",
-        )
 
 
 def _runs_root(agent: AgentConfig) -> str:

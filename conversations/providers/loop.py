@@ -1,4 +1,4 @@
-"""Loop Health AI service conversations (vendor-apis.md §A3, vendor-docs/loop-health-post-message).
+"""Loop Health AI service conversations (docs/providers/loop.md).
 
 Loop Health keeps the conversation: we create it once (`POST /v1/conversations`), then post each
 user message to it (`POST /v1/conversations/{id}/messages`). The reply is one JSON document, not a
@@ -14,7 +14,6 @@ Guesses (the docs leave them open; see docs/providers/loop.md):
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -25,15 +24,19 @@ from conversations.events import (
     RunCompleted,
     RunFailed,
     TextDelta,
-    ToolCallCompleted,
     ToolCallResult,
-    ToolCallStarted,
-    Usage,
     VendorConversation,
     VendorExtra,
 )
 from conversations.providers.base import AgentConfig, Provider, RunRequest, VendorError
-from conversations.providers.sse import build_client, request_json, vendor_error_message
+from conversations.providers.sse import (
+    build_client,
+    delete_json,
+    request_json,
+    vendor_error_message,
+)
+from conversations.providers.toolcalls import arguments_text, whole_call
+from conversations.providers.usage import parse_usage
 
 # The `model` enum of POST /v1/conversations (§A3). Checked strictly: the vendor's schema is an
 # enum, so a typo would otherwise surface only as a 400 on a user's first message; a model Loop
@@ -56,7 +59,7 @@ class LoopProvider(Provider):
 
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
-        self.check_options(agent)
+        self.check_agent(agent)
         root = self._root(agent)
         mode = agent.options.get("mode") or DEFAULT_MODE
         headers = self.auth_headers(agent)
@@ -109,20 +112,12 @@ class LoopProvider(Provider):
         if not vendor_conversation_id:
             return
         async with build_client(self.timeouts) as client:
-            try:
-                answer = await request_json(
-                    client,
-                    "DELETE",
-                    _conversation_url(self._root(agent), vendor_conversation_id),
-                    agent=agent,
-                    headers=self.auth_headers(agent),
-                )
-            except VendorError as exc:
-                # 404: Loop Health already has no such conversation, which is what deleting
-                # wanted; telling the user "the vendor copy could not be deleted" would be false.
-                if exc.status == 404:
-                    return
-                raise
+            answer = await delete_json(
+                client,
+                _conversation_url(self._root(agent), vendor_conversation_id),
+                agent=agent,
+                headers=self.auth_headers(agent),
+            )
         if isinstance(answer, dict) and answer.get("deleted") is False:
             raise VendorError(
                 ErrorCode.VENDOR_ERROR,
@@ -200,8 +195,11 @@ def _events_from_reply(reply: Any, conversation_id: str, mode: str) -> Iterator[
         # The item shape is undocumented: keep exactly what came, whatever we made of it.
         yield VendorExtra("vendor_tool_calls", raw_calls)
         yield from _tool_call_events(raw_calls)
-    if isinstance(assistant.get("token_usage"), dict):
-        yield _usage(assistant["token_usage"])
+    token_usage = assistant.get("token_usage")
+    # An object, as documented; any other shape is not Loop Health's.
+    usage = parse_usage(token_usage) if isinstance(token_usage, dict) else None
+    if usage is not None:
+        yield usage
     yield VendorExtra("vendor_message_ids", ids)
     if isinstance(assistant.get("metadata"), dict) and assistant["metadata"]:
         yield VendorExtra("vendor_metadata", assistant["metadata"])
@@ -220,8 +218,7 @@ def _tool_call_events(raw_calls: list[Any]) -> Iterator[ProviderEvent]:
         seen.add(call_id)
         name = _first_text(function, "name") or _first_text(call, "name", "tool_name", "tool")
         arguments = _arguments_text(function, call)
-        yield ToolCallStarted(call_id, name)
-        yield ToolCallCompleted(call_id, name, arguments)
+        yield from whole_call(call_id, name, arguments)
         for key in ("result", "output"):
             if call.get(key) is not None:
                 yield ToolCallResult(call_id, call[key])
@@ -231,11 +228,8 @@ def _tool_call_events(raw_calls: list[Any]) -> Iterator[ProviderEvent]:
 def _arguments_text(function: dict[str, Any], call: dict[str, Any]) -> str:
     for source, key in ((function, "arguments"), (call, "arguments"), (call, "input"),
                         (call, "args")):
-        value = source.get(key)
-        if value is None:
-            continue
-        # OpenAI sends arguments as JSON text; a vendor sending an object gets the same text.
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if source.get(key) is not None:
+            return arguments_text(source[key])
     return ""
 
 
@@ -252,21 +246,6 @@ def _first_text(source: dict[str, Any], *keys: str) -> str:
 def _message_id(message: Any) -> str | None:
     value = message.get("id") if isinstance(message, dict) else None
     return value if isinstance(value, str) and value else None
-
-
-def _usage(raw: dict[str, Any]) -> Usage:
-    def count(key: str) -> int | None:
-        # The schema types the counts as "number": 12.0 is a count, 12.5 or "12" is not.
-        value = raw.get(key)
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return None
-
-    return Usage(count("prompt_tokens"), count("completion_tokens"), count("total_tokens"))
 
 
 def _malformed(problem: str, body: Any) -> VendorError:

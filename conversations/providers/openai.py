@@ -1,6 +1,6 @@
 """OpenAI Chat Completions streaming, and the many backends that speak it (vLLM, Ollama, ...).
 
-Wire format: vendor-apis.md §B1. Each `data:` is a `chat.completion.chunk`; tool-call fragments
+Wire format (docs/providers.md): each `data:` is a `chat.completion.chunk`; tool-call fragments
 are merged by `index` (id and name only in the first fragment); with `include_usage` one chunk
 with empty or null `choices` carries the usage; the stream ends with `data: [DONE]`.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from conversations.events import (
@@ -19,19 +18,20 @@ from conversations.events import (
     RunCompleted,
     RunFailed,
     TextDelta,
-    ToolCallCompleted,
     ToolCallDelta,
-    ToolCallStarted,
     Usage,
 )
 from conversations.providers.base import Provider, RunRequest, VendorError
 from conversations.providers.sse import (
     build_client,
     is_done,
+    json_or_text,
     open_sse,
     parse_json,
     vendor_error_message,
 )
+from conversations.providers.toolcalls import ToolCalls
+from conversations.providers.usage import parse_usage
 
 HISTORY_ROLES = frozenset({"user", "assistant", "system"})
 # Optional agent options passed through to the request body when set.
@@ -41,11 +41,11 @@ PASSTHROUGH_OPTIONS = ("temperature", "max_tokens")
 class OpenAIProvider(Provider):
     kind = "openai"
     required_options = {"model": "model name sent to /chat/completions, e.g. gpt-4o-mini"}
+    base_url_hint = " (e.g. https://api.openai.com/v1)."
 
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
-        base_url = self.require_base_url(agent, "https://api.openai.com/v1")
-        self.check_options(agent)
+        base_url = self.check_agent(agent)
         async with (
             build_client(self.timeouts) as client,
             open_sse(
@@ -71,7 +71,7 @@ class OpenAIProvider(Provider):
                     return
                 if sse.event == "error":
                     # openai-python raises on `event: error` whatever its data (§C.15).
-                    yield _vendor_failure(_json_or_text(sse.data))
+                    yield _vendor_failure(json_or_text(sse.data))
                     return
                 try:
                     payload = parse_json(sse)
@@ -117,20 +117,12 @@ class OpenAIProvider(Provider):
         return body
 
 
-@dataclass
-class _ToolCall:
-    call_id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-    started: bool = False
-    completed: bool = False
-
-
 class _ChunkMerger:
     """Turns chunks into events, merging tool-call fragments by their `index`."""
 
     def __init__(self) -> None:
-        self.calls: dict[int, _ToolCall] = {}
+        # Keyed by `index`; a fragment after the call completed is still relayed.
+        self.calls = ToolCalls(sealed=False)
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
@@ -138,7 +130,7 @@ class _ChunkMerger:
         if isinstance(chunk.get("usage"), dict):
             # Kept, not yielded: some backends repeat cumulative usage on every chunk, and the
             # last value is the one that counts.
-            self.usage = _usage(chunk["usage"])
+            self.usage = parse_usage(chunk["usage"])
         for choice in chunk.get("choices") or ():
             # n > 1 completions are not requested; only the first one is shown.
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -163,7 +155,7 @@ class _ChunkMerger:
 
     def _tool_fragment(self, position: int, fragment: dict[str, Any]) -> Iterator[ProviderEvent]:
         index = fragment.get("index", position)
-        call = self.calls.setdefault(index, _ToolCall())
+        call = self.calls.get(index)
         function = fragment.get("function") or {}
         if fragment.get("id") and not call.call_id:
             call.call_id = str(fragment["id"])
@@ -175,42 +167,19 @@ class _ChunkMerger:
         if arguments:
             call.arguments.append(arguments)
         if not call.started and call.call_id and call.name:
-            call.started = True
-            yield ToolCallStarted(call.call_id, call.name)
-            # Fragments that came before the id and name were known, sent as one delta.
-            if call.arguments:
-                yield ToolCallDelta(call.call_id, "".join(call.arguments))
+            # With the fragments that came before the id and name were known, as one delta.
+            yield from self.calls.announce(index)
         elif call.started and arguments:
             yield ToolCallDelta(call.call_id, arguments)
 
     def _complete_calls(self) -> Iterator[ProviderEvent]:
-        for index, call in sorted(self.calls.items()):
-            if call.completed:
-                continue
-            call.completed = True
+        # In `index` order, the order of the calls in the message.
+        for index in sorted(self.calls.calls):
+            call = self.calls.calls[index]
             if not call.started:
                 # Some compatible backends omit the id; a stable one keeps the events linked.
                 call.call_id = call.call_id or f"call_{index}"
-                call.started = True
-                yield ToolCallStarted(call.call_id, call.name)
-                if call.arguments:
-                    yield ToolCallDelta(call.call_id, "".join(call.arguments))
-            yield ToolCallCompleted(call.call_id, call.name, "".join(call.arguments))
-
-
-def _usage(raw: dict[str, Any]) -> Usage:
-    def count(key: str) -> int | None:
-        value = raw.get(key)
-        return value if isinstance(value, int) else None
-
-    return Usage(count("prompt_tokens"), count("completion_tokens"), count("total_tokens"))
-
-
-def _json_or_text(data: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data
+            yield from self.calls.complete(index)
 
 
 def _vendor_failure(payload: Any) -> RunFailed:

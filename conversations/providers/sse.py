@@ -1,6 +1,6 @@
 """HTTP plumbing shared by every provider: the client, SSE streams and JSON calls.
 
-Every vendor stream goes through `open_sse`, so the SSE edge cases of vendor-apis.md §C are
+Every vendor stream goes through `open_sse`, so the SSE edge cases (docs/providers.md) are
 handled once: the status and content type are checked before any event is read (httpx-sse yields
 events whatever the status, §C.12/14), the body is decoded as UTF-8 with an optional BOM whatever
 `charset=` says (§C.6/7), events without data are dropped (§C.5) and one event's size is capped
@@ -70,11 +70,14 @@ def build_client(timeouts: Timeouts, *, headers: dict[str, str] | None = None) -
 
 
 class SSEStream:
-    """An open, checked SSE response. Iterate `events()` once."""
+    """An open, checked SSE body, read from its decoded text chunks. Iterate `events()` once.
 
-    def __init__(self, response: httpx.Response, agent: AgentConfig, json_body: Any = None) -> None:
-        self.response = response
-        self.agent = agent
+    The chunks are any async iterator of text, so a provider can adjust the body before it is
+    parsed (dynamiq.py adds the blank line its vendor's last event lacks).
+    """
+
+    def __init__(self, chunks: AsyncIterator[str], json_body: Any = None) -> None:
+        self.chunks = chunks
         # Set only when `open_sse(allow_json=True)` received a JSON answer instead of a stream.
         self.json_body = json_body
 
@@ -87,14 +90,11 @@ class SSEStream:
         """
         if self.json_body is not None:
             return
-        # httpx's incremental "utf-8-sig" decoder strips one leading BOM even when its three bytes
-        # arrive in separate reads, and replaces whatever `charset=` the vendor announced (§C.6/7).
-        self.response.encoding = "utf-8-sig"
         lines = SSELineDecoder()
         decoder = SSEDecoder()
         event_chars = 0
         partial_chars = 0
-        async for text in self.response.aiter_text():
+        async for text in self.chunks:
             decoded = lines.decode(text)
             if decoded:
                 partial_chars = len(text) - 1 - max(text.rfind("\n"), text.rfind("\r"))
@@ -164,12 +164,12 @@ async def open_sse(
         await _raise_for_status(response, agent)
         content_type = response.headers.get("content-type", "")
         if "text/event-stream" in content_type.lower():
-            yield SSEStream(response, agent)
+            yield SSEStream(_text_chunks(response))
             return
-        body = await _read_capped(response)
+        body = await read_capped(response)
         parsed = _json_or_none(body)
         if allow_json and parsed is not None:
-            yield SSEStream(response, agent, json_body=parsed)
+            yield SSEStream(_text_chunks(response), json_body=parsed)
             return
         kind = "JSON" if parsed is not None else repr(content_type.partition(";")[0] or "no type")
         said = vendor_error_message(parsed if parsed is not None else body)
@@ -208,6 +208,32 @@ async def request_json(
             f"{_truncate(response.content.decode('utf-8', 'replace'))!r}",
             status=response.status_code,
         ) from None
+
+
+async def delete_json(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    agent: AgentConfig,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """`DELETE url` with `request_json`'s error mapping, except that a 404 answers None: the vendor
+    already has no such thing, which is what deleting wanted, and telling the user "the vendor
+    copy could not be deleted" would be false."""
+    try:
+        return await request_json(client, "DELETE", url, agent=agent, headers=headers)
+    except VendorError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def json_or_text(data: str) -> Any:
+    """An `event: error`'s data, parsed when it is JSON: it fails the run whatever it holds."""
+    try:
+        return jsonlib.loads(data)
+    except ValueError:
+        return data
 
 
 def vendor_error_message(body: Any) -> str:
@@ -251,7 +277,16 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _text_chunks(response: httpx.Response) -> AsyncIterator[str]:
+    # httpx's incremental "utf-8-sig" decoder strips one leading BOM even when its three bytes
+    # arrive in separate reads, and replaces whatever `charset=` the vendor announced (§C.6/7).
+    response.encoding = "utf-8-sig"
+    async for text in response.aiter_text():
+        yield text
+
+
+async def read_capped(response: httpx.Response) -> bytes:
+    """The body's first MAX_ERROR_BODY_BYTES, for an error or unexpected answer."""
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
@@ -271,7 +306,7 @@ async def _raise_for_status(response: httpx.Response, agent: AgentConfig) -> Non
             status=status,
         )
     if status >= 400:
-        body = await _read_capped(response)
+        body = await read_capped(response)
         # Quote what a vendor API says (JSON or plain text), never another service's page: a
         # misconfigured base URL must not turn the chat or "Test connection" into a reader of
         # internal web pages.

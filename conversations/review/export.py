@@ -1,7 +1,7 @@
 """Conversation exports for reviewers: CSV (one row per message) and JSONL (one conversation per
 line), streamed so a large export never sits in memory.
 
-Shared by the admin's export actions and `GET /api/v1/conversations/export` (review.py). The
+Shared by the admin's export actions and `GET /api/v1/conversations/export` (views.py). The
 generators read conversations in chunks with `.iterator(chunk_size=...)`; Django prefetches the
 labels, messages, feedback and tool calls of each chunk, so the number of queries grows with the
 number of chunks, never with the number of conversations or messages.
@@ -13,7 +13,6 @@ import csv
 import itertools
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -22,8 +21,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Prefetch, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, QueryDict, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -57,39 +55,7 @@ EXPORT_FILTERS = frozenset({
 })
 
 
-# Searching and filtering ---------------------------------------------------------------------
-
-
-def search_conversations(queryset: QuerySet[Conversation], q: str) -> QuerySet[Conversation]:
-    """Title, generated titles, external user id, message text, metadata values, or the
-    conversation's id.
-
-    Metadata is searched as the text of its JSON. SQLite stores that text with json.dumps'
-    \\uXXXX escapes for non-ASCII characters, so the escaped spelling of the query is tried too.
-    """
-    q = q.strip()
-    if not q:
-        return queryset
-    matching_messages = Message.objects.filter(content__icontains=q).values("conversation_id")
-    condition = (
-        Q(title__icontains=q)
-        | Q(external_user_id__icontains=q)
-        | Q(pk__in=matching_messages)
-        | Q(metadata_text__icontains=q)
-        | Q(titles_text__icontains=q)
-    )
-    try:
-        # A pasted conversation id finds its conversation.
-        condition |= Q(pk=uuid.UUID(q))
-    except ValueError:
-        pass
-    escaped = json.dumps(q)[1:-1]
-    if escaped != q:
-        condition |= Q(metadata_text__icontains=escaped) | Q(titles_text__icontains=escaped)
-    return queryset.alias(
-        metadata_text=Cast("metadata", TextField()),
-        titles_text=Cast("generated_titles", TextField()),
-    ).filter(condition)
+# Filtering -------------------------------------------------------------------------------
 
 
 def _day_bound(value: str, name: str, *, end: bool) -> datetime:
@@ -175,7 +141,7 @@ def filter_conversations(params: QueryDict | dict[str, str]) -> QuerySet[Convers
     if value:
         qs = qs.filter(external_user_id=value)
     q = (params.get("q") or "")[:200]
-    return search_conversations(qs, q)
+    return qs.search(q, everywhere=True)
 
 
 # Generators ----------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""One gate for every JSON value entering the system: API bodies, websocket frames, form fields.
+"""Every value entering the system is checked here: the JSON gate for API bodies, websocket
+frames and form fields (`loads`, `RequestTextMiddleware`), and the rules of each field a user
+writes (`clean_*`, raising `InvalidInput`).
 
 `json.loads` accepts values that cannot be stored or sent on: lone surrogates ("\\ud800": no
 UTF-8 encoding, so PostgreSQL and the websocket refuse them), NUL in text (PostgreSQL refuses
@@ -13,7 +15,11 @@ import json
 import re
 from typing import Any
 
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
+
+from conversations.models import METADATA_MAX_BYTES, metadata_size
+from conversations.services.errors import InvalidInput
 
 # 32 levels: the deepest legitimate value (metadata, an interrupt answer) nests a handful;
 # json.loads itself overflows the stack near 1,000.
@@ -93,6 +99,113 @@ def check_text(text: str) -> None:
     if match.group() == "\x00":
         raise InvalidJSON("invalid", _("Text must not contain NUL characters."))
     raise InvalidJSON("invalid", _("Text must be valid Unicode (a lone surrogate was sent)."))
+
+
+# Fields ---------------------------------------------------------------------------------------
+
+# 32,000 characters: a long pasted log or document fits; anything bigger is almost certainly a
+# mistake and would blow most vendors' context anyway.
+CONTENT_MAX_CHARS = 32_000
+CLIENT_ID_MAX_CHARS = 64
+TITLE_MAX_CHARS = 200
+EXTERNAL_USER_ID_MAX_CHARS = 255
+
+
+def format_count(value: int) -> str:
+    """A count for people, grouped the active language's way (32,000 / 32 000)."""
+    return number_format(value, force_grouping=True)
+
+
+def clean_metadata(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        try:
+            value = loads(text)
+        except InvalidJSON as exc:
+            message = exc.message if exc.syntax is None else (
+                _("Metadata is not valid JSON: %(error)s (line %(line)s).")
+                % {"error": exc.syntax.msg, "line": exc.syntax.lineno})
+            raise InvalidInput("invalid", message, field="metadata") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("invalid", _("Metadata must be a JSON object."), field="metadata")
+    if metadata_size(value) > METADATA_MAX_BYTES:
+        raise InvalidInput(
+            "too_large",
+            _("Metadata must be at most %(size)s KB when serialized.")
+            % {"size": METADATA_MAX_BYTES // 1024},
+            field="metadata",
+            status=413,
+        )
+    return value
+
+
+def clean_title(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput("invalid", _("Title must be a string."), field="title")
+    value = " ".join(value.split())
+    if len(value) > TITLE_MAX_CHARS:
+        raise InvalidInput(
+            "invalid",
+            _("Title must be at most %(max)s characters.")
+            % {"max": format_count(TITLE_MAX_CHARS)},
+            field="title",
+        )
+    return value
+
+
+def clean_external_user_id(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(
+            "invalid", _("external_user_id must be a string."), field="external_user_id"
+        )
+    value = value.strip()
+    if len(value) > EXTERNAL_USER_ID_MAX_CHARS:
+        raise InvalidInput(
+            "invalid",
+            _("external_user_id must be at most %(max)s characters.")
+            % {"max": format_count(EXTERNAL_USER_ID_MAX_CHARS)},
+            field="external_user_id",
+        )
+    return value
+
+
+def clean_content(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("invalid", _("content must be a string."), field="content")
+    value = value.strip()
+    if not value:
+        raise InvalidInput("invalid", _("The message is empty."), field="content")
+    if len(value) > CONTENT_MAX_CHARS:
+        raise InvalidInput(
+            "too_large",
+            _("The message is %(count)s characters; the limit is %(max)s.")
+            % {"count": format_count(len(value)), "max": format_count(CONTENT_MAX_CHARS)},
+            field="content",
+            status=413,
+        )
+    return value
+
+
+def clean_client_id(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > CLIENT_ID_MAX_CHARS:
+        raise InvalidInput(
+            "invalid",
+            _("client_id must be a string of at most %(max)s characters.")
+            % {"max": format_count(CLIENT_ID_MAX_CHARS)},
+            field="client_id",
+        )
+    return value
+
+
+# Query strings and form fields ----------------------------------------------------------------
 
 
 class RequestTextMiddleware:

@@ -1,0 +1,146 @@
+"""B: two Daphne processes + Redis + PostgreSQL, a second viewer of every conversation on the
+other process: p99 latency over every viewer <= 250 ms.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bench.report import Row, fmt, log, verdict
+from bench.runner import CHATSITE_APP, MIB, Runner, ws_path
+from bench.streaming import stream_run
+
+TARGET_P99_MS = 250
+
+
+def run(bench: Runner) -> None:
+    o = bench.opts
+    n = o.conversations_b
+    log(
+        f"B: {n} conversations x {o.rate} deltas/s on two processes + Redis "
+        f"(channel layer: {o.b_layer or 'the settings default'}), second viewer on the "
+        "other process"
+    )
+    bench.flush_redis()
+    ids = bench.fixtures.take(n)
+    layer = {"REDIS_URL": o.redis_url}
+    if o.b_layer:
+        layer["CHANNEL_LAYER"] = o.b_layer
+    backend = (
+        bench.python(
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.CHANNEL_LAYERS['default']['BACKEND'])",
+            env=bench.env(**layer),
+        )
+        .strip()
+        .rpartition("\n")[2]
+    )
+    log(f"B: channel layer {backend}")
+    # Unlike A, C, D and E, nothing is pinned here: two servers share both cores with the vendor.
+    if bench.vendor is not None:
+        os.sched_setaffinity(bench.vendor.pid, bench.all_cpus)
+    try:
+        with bench.servers(
+            ("chatsite-1", CHATSITE_APP, None, layer), ("chatsite-2", CHATSITE_APP, None, layer)
+        ) as started:
+            (s1, p1), (s2, p2) = started
+            ports = [p1, p2]
+            convs = [
+                {
+                    "owner": [ports[k % 2], ws_path(cid)],
+                    "viewers": [[ports[(k + 1) % 2], ws_path(cid)]],
+                }
+                for k, cid in enumerate(ids)
+            ]
+            # The load generator sends each socket its own server's Origin.
+            headers = bench.cookie_headers(p1, bench.fixtures.session)
+            result = stream_run(
+                bench,
+                "B-chatsite",
+                [s1, s2],
+                headers,
+                convs,
+                bench.reply_spec(o.reply_deltas),
+                load_cpus=None,
+            )
+    finally:
+        if bench.vendor is not None and bench.load_cpus:
+            os.sched_setaffinity(bench.vendor.pid, bench.load_cpus)
+    a, own, view = result.result["all"], result.result["owner"], result.result["viewer"]
+    bench.rows += [
+        Row(
+            "B",
+            "channel layer",
+            backend.rpartition(".")[2].removesuffix("ChannelLayer") or backend,
+        ),
+        Row("B", "p50 latency, ms (all viewers)", a["p50_ms"]),
+        Row(
+            "B",
+            "p99 latency, ms (all viewers)",
+            a["p99_ms"],
+            None,
+            "≤ 250 ms",
+            verdict(a["p99_ms"] is not None and a["p99_ms"] <= TARGET_P99_MS),
+        ),
+        Row("B", "p99 latency, ms: owner socket (direct)", own["p99_ms"]),
+        Row("B", "p99 latency, ms: second viewer (batched via Redis)", view["p99_ms"]),
+        Row("B", "max latency, ms", a["max_ms"]),
+        Row(
+            "B",
+            "message.send -> first delta, p50 / p99 ms",
+            f"{fmt(result.result['first_delta']['p50_ms'])} / "
+            f"{fmt(result.result['first_delta']['p99_ms'])}",
+        ),
+        Row(
+            "B",
+            "second-viewer deltas never delivered, %",
+            100 * view["undelivered"] / max(1, view["undelivered"] + view["samples"]),
+            None,
+            "0",
+            verdict(view["undelivered"] == 0 and view["samples"] > 0),
+        ),
+        Row(
+            "B",
+            f"delivered deltas/s (offered {2 * n * o.rate:,} to {2 * n} sockets)",
+            a["delivered_per_s"],
+        ),
+        Row("B", "server CPU s per 1,000 delivered deltas", result.cpu_per_1000),
+        Row("B", "server CPU, cores busy (2 processes)", result.server_cpu / result.seconds),
+        Row("B", "server RSS at end, MiB (2 processes)", result.server_rss / MIB),
+        Row("B", "Redis CPU, cores busy", result.other_cpu["redis"]),
+        Row(
+            "B",
+            f"Redis PUBLISH/s (the relay's design: {n} runs x 20 batches/s = {20 * n:,}/s)",
+            result.redis_per_s.get("publish", 0.0),
+        ),
+        Row("B", "Redis commands/s, all", sum(result.redis_per_s.values())),
+        Row("B", "PostgreSQL CPU, cores busy", result.other_cpu["postgres"]),
+        Row(
+            "B",
+            "load generator + vendor CPU, cores busy (not server)",
+            result.other_cpu["loadgen"] + result.other_cpu["vendor"],
+        ),
+        Row(
+            "B",
+            "other processes on the machine, cores busy (noise)",
+            result.other_cpu["foreign"],
+            None,
+            "≈ 0",
+        ),
+        Row(
+            "B",
+            "lost/duplicated deltas (offset gaps + dups)",
+            a["gaps"] + a["duplicates"],
+            None,
+            "0",
+            verdict(a["gaps"] + a["duplicates"] == 0),
+        ),
+        Row(
+            "B",
+            "replies that did not complete",
+            sum(v for k, v in result.result["replies"].items() if k != "message.completed"),
+            None,
+            "0 (unfinished at the end excepted)",
+        ),
+    ]

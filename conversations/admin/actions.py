@@ -1,0 +1,131 @@
+"""Admin actions, and the pages they lead to: the review actions on selected conversations (status,
+label, export) and the agents' "Test connection". The review writes and the connection probe
+are services (services/review.py, services/agents.py); these functions only report back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from conversations import services
+from conversations.models import Agent, Conversation, Label
+from conversations.review import export
+
+
+class AddLabelForm(forms.Form):
+    label = forms.ModelChoiceField(queryset=Label.objects.all(), label=gettext_lazy("Label"))
+
+
+# Conversations -------------------------------------------------------------------------------
+
+
+def _set_status(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation],
+    status: str, done: Callable[[int], str],
+) -> None:
+    n = services.set_review_status(queryset, status, request.user)
+    modeladmin.message_user(request, done(n) % {"n": n}, messages.SUCCESS)
+
+
+@admin.action(description=gettext_lazy("Mark selected conversations as reviewed"),
+              permissions=["change"])
+def mark_reviewed(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> None:
+    status = Conversation.ReviewStatus.REVIEWED
+    _set_status(modeladmin, request, queryset, status, lambda n: ngettext(
+        "%(n)d conversation marked as reviewed.", "%(n)d conversations marked as reviewed.", n
+    ))
+
+
+@admin.action(description=gettext_lazy("Flag selected conversations"), permissions=["change"])
+def mark_flagged(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> None:
+    status = Conversation.ReviewStatus.FLAGGED
+    _set_status(modeladmin, request, queryset, status, lambda n: ngettext(
+        "%(n)d conversation flagged.", "%(n)d conversations flagged.", n
+    ))
+
+
+@admin.action(description=gettext_lazy("Add a label to selected conversations"),
+              permissions=["change"])
+def add_label(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> HttpResponse | None:
+    form = AddLabelForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        label = form.cleaned_data["label"]
+        n = services.add_label(queryset, label, request.user)
+        modeladmin.message_user(request, ngettext(
+            "Label “%(label)s” added to %(n)d conversation.",
+            "Label “%(label)s” added to %(n)d conversations.", n,
+        ) % {"label": label.name, "n": n}, messages.SUCCESS)
+        return None
+    select_across = request.POST.get("select_across") == "1"
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": _("Add a label"),
+        "opts": modeladmin.model._meta,
+        "form": form,
+        "count": queryset.count(),
+        "select_across": select_across,
+        "selected": [] if select_across else request.POST.getlist(
+            helpers.ACTION_CHECKBOX_NAME
+        ),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "has_labels": Label.objects.exists(),
+        "can_add_label": request.user.has_perm("conversations.add_label"),
+    }
+    return TemplateResponse(
+        request, "admin/conversations/conversation/add_label.html", context
+    )
+
+
+@admin.action(description=gettext_lazy("Export selected conversations as CSV"),
+              permissions=["export"])
+def export_csv(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> HttpResponse:
+    return export.export_response(request, queryset, "csv")
+
+
+@admin.action(description=gettext_lazy("Export selected conversations as JSONL"),
+              permissions=["export"])
+def export_jsonl(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> HttpResponse:
+    return export.export_response(request, queryset, "jsonl")
+
+
+# Agents --------------------------------------------------------------------------------------
+
+
+def report_connection(request: HttpRequest, agent: Agent) -> None:
+    result = services.check_connection(agent)
+    if result.ok:
+        messages.success(request, _("%(agent)s: connection works (%(ms)s ms): %(detail)s.") % {
+            "agent": agent.name, "ms": result.elapsed_ms, "detail": result.message,
+        })
+    else:
+        messages.error(request, _("%(agent)s: connection failed [%(code)s]: %(detail)s") % {
+            "agent": agent.name, "code": result.code, "detail": result.message,
+        })
+
+
+@admin.action(description=gettext_lazy("Test connection"), permissions=["change"])
+def test_connection_action(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Agent]
+) -> None:
+    for agent in queryset:
+        report_connection(request, agent)
+

@@ -1,0 +1,124 @@
+"""Use cases shared by the HTML views, the JSON API, the websocket consumer, the relay and admin.
+
+One module per subject: `conversations` (create, list, read, change, delete, transcript),
+`runs` (accepting a message or an interrupt answer, the relay's writes, the reaper),
+`feedback`, `agents` (with the admin's connection test), `review` (reviewers' stamped writes),
+`validation` (the JSON gate and every field's rules) and `errors`.
+Callers use `from conversations import services` and `services.<name>`: the names are
+re-exported here.
+
+Everything here is synchronous ORM code; async callers wrap it with `database_sync_to_async`.
+Problems are domain errors (`errors.py`): `InvalidInput` with a stable code, and `NotFound` for
+what does not exist or is not the user's, so each surface renders the same error its own way.
+Imports run one way: nothing here imports the relay, the consumer, the views, the admin or
+Channels; a deletion reaches the relay through the `conversation_deleted` signal.
+"""
+
+from __future__ import annotations
+
+from conversations.services.agents import (
+    ConnectionResult,
+    agent_config,
+    agent_options_problems,
+    check_connection,
+    ensure_demo_agent,
+    provider_kinds,
+    resolve_agent,
+)
+from conversations.services.conversations import (
+    PAGE_SIZE,
+    conversation_deleted,
+    create_conversation,
+    delete_conversation,
+    get_conversation,
+    list_conversations,
+    recent_messages,
+    transcript,
+    update_conversation,
+)
+from conversations.services.errors import InvalidInput, NotFound
+from conversations.services.feedback import (
+    FEEDBACK_COMMENT_MAX_CHARS,
+    clear_feedback,
+    set_feedback,
+)
+from conversations.services.review import (
+    REVIEW_FIELDS,
+    add_label,
+    set_review_status,
+    stamp_review,
+)
+from conversations.services.runs import (
+    OWNER_LEASE,
+    AcceptedMessage,
+    RunOutcome,
+    ToolCallRecord,
+    accept_interrupt_answer,
+    accept_user_message,
+    build_run_request,
+    cancel_orphaned_run,
+    finish_run,
+    flush_runs,
+    reap_orphaned_runs,
+    set_vendor_conversation_id,
+)
+from conversations.services.validation import (
+    CLIENT_ID_MAX_CHARS,
+    CONTENT_MAX_CHARS,
+    EXTERNAL_USER_ID_MAX_CHARS,
+    TITLE_MAX_CHARS,
+    clean_client_id,
+    clean_content,
+    clean_external_user_id,
+    clean_metadata,
+    clean_title,
+)
+
+__all__ = [
+    "CLIENT_ID_MAX_CHARS",
+    "CONTENT_MAX_CHARS",
+    "EXTERNAL_USER_ID_MAX_CHARS",
+    "FEEDBACK_COMMENT_MAX_CHARS",
+    "OWNER_LEASE",
+    "PAGE_SIZE",
+    "REVIEW_FIELDS",
+    "TITLE_MAX_CHARS",
+    "AcceptedMessage",
+    "ConnectionResult",
+    "InvalidInput",
+    "NotFound",
+    "RunOutcome",
+    "ToolCallRecord",
+    "accept_interrupt_answer",
+    "accept_user_message",
+    "add_label",
+    "agent_config",
+    "agent_options_problems",
+    "build_run_request",
+    "cancel_orphaned_run",
+    "check_connection",
+    "clean_client_id",
+    "clean_content",
+    "clean_external_user_id",
+    "clean_metadata",
+    "clean_title",
+    "clear_feedback",
+    "conversation_deleted",
+    "create_conversation",
+    "delete_conversation",
+    "ensure_demo_agent",
+    "finish_run",
+    "flush_runs",
+    "get_conversation",
+    "list_conversations",
+    "provider_kinds",
+    "reap_orphaned_runs",
+    "recent_messages",
+    "resolve_agent",
+    "set_feedback",
+    "set_review_status",
+    "set_vendor_conversation_id",
+    "stamp_review",
+    "transcript",
+    "update_conversation",
+]

@@ -1,0 +1,48 @@
+"""Reviewers' writes: a conversation's review status, labels and notes, each stamped with who
+reviewed it and when (`reviewed_by`, `reviewed_at`), whichever admin page or action made it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from conversations.models import Conversation, Label
+
+# The fields a reviewer edits; changing any of them stamps the reviewer.
+REVIEW_FIELDS = frozenset({"review_status", "labels", "review_notes"})
+
+
+def _stamp(reviewer: Any) -> dict[str, Any]:
+    return {"reviewed_by": reviewer, "reviewed_at": timezone.now()}
+
+
+def stamp_review(conversation: Conversation, reviewer: Any, changed: Iterable[str]) -> None:
+    """Stamp `conversation` (unsaved: the caller saves it) when a review field is in
+    `changed`."""
+    if REVIEW_FIELDS & set(changed):
+        for name, value in _stamp(reviewer).items():
+            setattr(conversation, name, value)
+
+
+def set_review_status(
+    conversations: QuerySet[Conversation], status: str, reviewer: Any
+) -> int:
+    """Set the status of every conversation of `conversations`; returns how many."""
+    return Conversation.objects.filter(pk__in=conversations.values("pk")).update(
+        review_status=status, **_stamp(reviewer)
+    )
+
+
+def add_label(conversations: QuerySet[Conversation], label: Label, reviewer: Any) -> int:
+    """Add `label` to every conversation of `conversations` (those that have it keep it once);
+    returns how many."""
+    pks = list(conversations.values_list("pk", flat=True))
+    through = Conversation.labels.through
+    through.objects.bulk_create(
+        [through(conversation_id=pk, label_id=label.pk) for pk in pks], ignore_conflicts=True,
+    )
+    Conversation.objects.filter(pk__in=pks).update(**_stamp(reviewer))
+    return len(pks)

@@ -1,0 +1,424 @@
+"""A reply's life in the database: accepting the message that starts it (or the answer that
+resumes it), the request handed to the provider, the relay's flushes and final write, and the
+reaper that fails a dead process's replies.
+
+The process running a reply writes only under its lease (`OWNER_LEASE`, see `Message.lease`):
+a reply reaped or canceled elsewhere is never written again by its old owner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Case, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversations.events import ErrorCode
+from conversations.models import Conversation, Message, ToolCall
+from conversations.providers.base import ChatTurn, RunRequest
+from conversations.services.agents import agent_config
+from conversations.services.errors import InvalidInput, NotFound
+from conversations.services.validation import (
+    CONTENT_MAX_CHARS,
+    clean_client_id,
+    clean_content,
+    clean_metadata,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# Accepting a message or an answer -----------------------------------------------------------
+
+
+@dataclass
+class AcceptedMessage:
+    user_message: Message
+    # None when the send was a repeat of an earlier client_id (acknowledged, not run again).
+    assistant_message: Message | None
+    request: RunRequest | None
+    conversation: Conversation
+    metadata_changed: bool = False
+    history: list[ChatTurn] = field(default_factory=list)
+
+
+def _turns(rows: list[tuple[Any, ...]]) -> list[ChatTurn]:
+    """Completed turns from (role, content, status) rows, oldest first."""
+    turns = []
+    for role, content, status in rows:
+        if role not in ("user", "assistant", "system"):
+            continue
+        # Failed or empty assistant replies carry no meaning for the model.
+        if role == "assistant" and (not content or status == Message.Status.FAILED):
+            continue
+        turns.append(ChatTurn(role=role, content=content))
+    return turns
+
+
+@dataclass
+class _Locked:
+    """A conversation row-locked for the current transaction, with one read of its messages:
+    it gives the idempotency check, the active-run check, the history and the next position,
+    so the queries per reply stay few whatever the conversation's length."""
+
+    conversation: Conversation
+    # (pk, seq, role, content, status, client_id), oldest first.
+    rows: list[tuple[Any, ...]]
+
+    def streaming(self) -> bool:
+        return any(r[4] == Message.Status.STREAMING for r in self.rows)
+
+    def history(self) -> list[ChatTurn]:
+        return _turns([(r[2], r[3], r[4]) for r in self.rows])
+
+    def start_reply(self, content: str, *, client_id: str | None = None,
+                    extra: dict[str, Any] | None = None,
+                    metadata: dict[str, Any] | None = None) -> tuple[Message, Message, bool]:
+        """Add the user's message and the streaming assistant placeholder after the last
+        message, in one INSERT, and touch the conversation (storing `metadata` when it
+        changed). Returns both rows and whether the metadata changed."""
+        conversation = self.conversation
+        seq = (self.rows[-1][1] if self.rows else 0) + 1
+        now = timezone.now()
+        # The row lock serialises writes to this conversation, so nothing checked under it
+        # (client_id, active run) can race in between.
+        user_message, assistant = Message.objects.bulk_create([
+            Message(conversation=conversation, seq=seq, role=Message.Role.USER,
+                    content=content, client_id=client_id, extra=extra or {}, created_at=now),
+            Message(conversation=conversation, seq=seq + 1, role=Message.Role.ASSISTANT,
+                    status=Message.Status.STREAMING, created_at=now, heartbeat_at=now),
+        ])
+        fields = ["updated_at"]
+        conversation.updated_at = now
+        metadata_changed = metadata is not None and metadata != conversation.metadata
+        if metadata_changed:
+            conversation.metadata = metadata
+            fields.append("metadata")
+        conversation.save(update_fields=fields)
+        return user_message, assistant, metadata_changed
+
+
+@contextmanager
+def _locked(conversation_id: UUID | str, user: Any) -> Iterator[_Locked]:
+    """The user's conversation inside a transaction, under a row lock that serialises
+    concurrent sends and answers to it (PostgreSQL; SQLite serialises writers anyway), so two
+    tabs can never start two runs. NotFound for another user's conversation."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.for_user(user)
+            .select_for_update()
+            .select_related("agent")
+            .filter(pk=conversation_id)
+            .first()
+        )
+        if conversation is None:
+            raise NotFound(_("No such conversation."))
+        rows = list(conversation.messages.order_by("seq").values_list(
+            "pk", "seq", "role", "content", "status", "client_id"))
+        yield _Locked(conversation, rows)
+
+
+def accept_user_message(
+    conversation_id: UUID | str,
+    user: Any,
+    *,
+    content: Any,
+    client_id: Any = None,
+    metadata: Any = None,
+) -> AcceptedMessage:
+    """Commit the user's message and the streaming assistant placeholder, before any vendor call.
+
+    Idempotent on `client_id`: a repeat returns the original message and no run. Raises
+    `InvalidInput("run_active")` when the conversation already has a streaming reply.
+    """
+    content = clean_content(content)
+    client_id = clean_client_id(client_id)
+    new_metadata = clean_metadata(metadata) if metadata is not None else None
+    with _locked(conversation_id, user) as locked:
+        conversation = locked.conversation
+        if client_id:
+            repeat = next((r[0] for r in locked.rows if r[5] == client_id), None)
+            if repeat is not None:
+                existing = Message.objects.get(pk=repeat)
+                return AcceptedMessage(existing, None, None, conversation)
+        if locked.streaming():
+            raise InvalidInput(
+                "run_active",
+                _("The agent is still replying; stop it or wait for it to finish."),
+                status=409,
+            )
+        if not conversation.agent.is_active:
+            raise InvalidInput(
+                "invalid", _("This conversation's agent has been deactivated."), status=422
+            )
+        history = locked.history()
+        user_message, assistant, metadata_changed = locked.start_reply(
+            content, client_id=client_id, metadata=new_metadata)
+    request = build_run_request(conversation, content, history)
+    return AcceptedMessage(
+        user_message, assistant, request, conversation, metadata_changed, history
+    )
+
+
+def accept_interrupt_answer(
+    conversation_id: UUID | str, user: Any, interrupt_id: str, payload: Any
+) -> AcceptedMessage:
+    """Record the user's answer to a pending interrupt and prepare the run that resumes it.
+
+    The answer is kept as a user message (so reviewers see what was answered), the paused reply
+    is closed as completed, and a new streaming reply carries the vendor's continuation.
+    """
+    answer = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    if len(answer) > CONTENT_MAX_CHARS:
+        raise InvalidInput("too_large", _("The answer is too large."), status=413)
+    with _locked(conversation_id, user) as locked:
+        conversation = locked.conversation
+        paused = next(
+            (
+                m
+                for m in conversation.messages.filter(status=Message.Status.AWAITING_INPUT)
+                if (m.extra or {}).get("pending_interrupt", {}).get("id") == interrupt_id
+            ),
+            None,
+        )
+        if paused is None:
+            raise InvalidInput(
+                "no_interrupt", _("There is no pending interrupt with that id.")
+            )
+        if locked.streaming():
+            raise InvalidInput("run_active", _("The agent is still replying."), status=409)
+        paused.status = Message.Status.COMPLETED
+        answer_record = {"id": interrupt_id, "payload": payload}
+        paused.extra = {**paused.extra, "interrupt_answer": answer_record}
+        paused.save(update_fields=["status", "extra"])
+        # The paused reply counts in the history whether awaiting input or completed.
+        history = locked.history()
+        user_message, assistant, _changed = locked.start_reply(
+            answer, extra={"answers_interrupt": interrupt_id})
+    pending = paused.extra.get("pending_interrupt") or {}
+    request = build_run_request(
+        conversation,
+        answer,
+        history,
+        resume={
+            "interrupt_id": interrupt_id,
+            "payload": payload,
+            "reason": pending.get("reason", ""),
+            "vendor_data": pending.get("vendor_data") or {},
+        },
+    )
+    return AcceptedMessage(user_message, assistant, request, conversation)
+
+
+def build_run_request(
+    conversation: Conversation,
+    content: str,
+    history: list[ChatTurn],
+    resume: dict[str, Any] | None = None,
+) -> RunRequest:
+    return RunRequest(
+        agent=agent_config(conversation.agent),
+        conversation_id=str(conversation.id),
+        message=content,
+        history=history,
+        title=conversation.title,
+        external_user_id=conversation.external_user_id,
+        metadata=dict(conversation.metadata or {}),
+        vendor_conversation_id=conversation.vendor_conversation_id,
+        resume=resume,
+    )
+
+
+# The running reply ------------------------------------------------------------------------------
+
+# The lease every reply starts with; a fence bumps it (Message.lease).
+OWNER_LEASE = 0
+
+
+def _owned(message_ids: list[str]) -> models.QuerySet[Message]:
+    """The replies among `message_ids` still streaming under their owner's lease: every write
+    of the process running a reply goes through this filter, so a reply that was reaped or
+    canceled elsewhere (a fence) is never written again by its old owner."""
+    return Message.objects.filter(pk__in=message_ids, status=Message.Status.STREAMING,
+                                  lease=OWNER_LEASE)
+
+
+def flush_runs(items: list[tuple[str, str]]) -> list[str]:
+    """Persist the text so far of every (message_id, content) and prove their process is alive,
+    in one statement (the relay's flush timer). Returns the ids that were fenced (no longer
+    owned: reaped, canceled elsewhere); their owner must stop. The common case, nothing fenced,
+    costs the one UPDATE."""
+    ids = [message_id for message_id, _ in items]
+    updated = _owned(ids).update(
+        content=Case(
+            *[When(pk=message_id, then=Value(content)) for message_id, content in items],
+            output_field=models.TextField(),
+        ),
+        heartbeat_at=timezone.now(),
+    )
+    if updated == len(ids):
+        return []
+    owned = {str(pk) for pk in _owned(ids).values_list("pk", flat=True)}
+    return [message_id for message_id in ids if message_id not in owned]
+
+
+@dataclass
+class ToolCallRecord:
+    call_id: str
+    name: str = ""
+    arguments: str = ""
+    result: Any = None
+    status: str = ToolCall.Status.STARTED
+    created_at: Any = None
+    completed_at: Any = None
+
+    def parsed_arguments(self) -> Any:
+        if not self.arguments:
+            return None
+        try:
+            return json.loads(self.arguments)
+        except ValueError:
+            return None
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    content: str
+    error_code: str = ""
+    error_message: str = ""
+    usage: dict[str, Any] | None = None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    ttft_ms: int | None = None
+    vendor_conversation_id: str = ""
+    generated_titles: dict[str, str] | None = None
+
+    def tool_call_rows(self, message_id: UUID | str, now: Any) -> list[ToolCall]:
+        return [
+            ToolCall(
+                message_id=message_id,
+                index=i,
+                call_id=call.call_id,
+                name=call.name,
+                arguments=call.arguments,
+                arguments_json=call.parsed_arguments(),
+                result=call.result,
+                status=call.status,
+                created_at=call.created_at or now,
+                completed_at=call.completed_at,
+            )
+            for i, call in enumerate(self.tool_calls)
+        ]
+
+
+def finish_run(message_id: UUID | str, conversation_id: UUID | str,
+               outcome: RunOutcome) -> Any:
+    """Write the run's final state in 2-3 queries, whatever the number of deltas; returns the
+    completion time, or None when the reply was fenced (reaped or canceled elsewhere: nothing
+    is written, the owner must send nothing more). The reply's JSON is built by the relay from
+    what it holds in memory."""
+    now = timezone.now()
+    with transaction.atomic():
+        written = _owned([str(message_id)]).update(
+            content=outcome.content,
+            status=outcome.status,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            usage=outcome.usage,
+            extra=outcome.extra,
+            ttft_ms=outcome.ttft_ms,
+            completed_at=now,
+            heartbeat_at=None,
+        )
+        if not written:
+            return None
+        if outcome.tool_calls:
+            ToolCall.objects.bulk_create(outcome.tool_call_rows(message_id, now))
+        changes: dict[str, Any] = {"updated_at": now}
+        if outcome.vendor_conversation_id:
+            changes["vendor_conversation_id"] = outcome.vendor_conversation_id
+        if outcome.generated_titles:
+            changes["generated_titles"] = outcome.generated_titles
+        Conversation.objects.filter(pk=conversation_id).update(**changes)
+    return now
+
+
+def set_vendor_conversation_id(conversation_id: UUID | str, vendor_id: str) -> None:
+    """Stored as soon as the vendor creates it, so a failed first run does not orphan it."""
+    Conversation.objects.filter(pk=conversation_id).update(vendor_conversation_id=vendor_id)
+
+
+def reap_orphaned_runs(*, all_streaming: bool = False) -> list[dict[str, Any]]:
+    """Mark replies left `streaming` by a dead process as failed (`server_restart`).
+
+    `all_streaming=True` is for a single-process start (`manage.py bootstrap`): nothing can be
+    running yet. Otherwise only replies whose heartbeat is older than RELAY_ORPHAN_AFTER are
+reaped.
+    Returns `{"conversation_id", "message"}` for each reaped reply so sockets can be told.
+    """
+    from conversations.frames import message_json
+
+    rows = Message.objects.streaming()
+    if not all_streaming:
+        stale = timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_AFTER)
+        rows = rows.filter(heartbeat_at__lt=stale)
+    now = timezone.now()
+    with transaction.atomic():
+        # SKIP LOCKED: a row someone holds a lock on (its owner's write, stuck or slow) is not
+        # waited for: a handshake reaps inline, and must never wait on another's lock. It is
+        # reaped on a later pass if it is still stale then.
+        ids = list(rows.select_for_update(skip_locked=True).values_list("pk", flat=True)[:500])
+        if not ids:
+            return []
+        # The same conditions again in the UPDATE: a run that finished, or whose owner flushed
+        # (it was only stalled), between the two queries keeps its result. The lease bump
+        # fences the old owner out if it comes back (Message.lease).
+        rows.filter(pk__in=ids).update(
+            status=Message.Status.FAILED,
+            error_code=ErrorCode.SERVER_RESTART,
+            error_message="The server process running this reply stopped; the text received "
+            "before it stopped is kept.",
+            completed_at=now,
+            heartbeat_at=None,
+            lease=models.F("lease") + 1,
+        )
+    reaped = list(
+        Message.objects.filter(pk__in=ids, error_code=ErrorCode.SERVER_RESTART, completed_at=now)
+        .prefetch_related("tool_calls")
+    )
+    logger.warning("marked %d orphaned streaming replies as failed (server_restart)", len(reaped))
+    return [{"conversation_id": str(m.conversation_id), "message": message_json(m)}
+            for m in reaped]
+
+
+def cancel_orphaned_run(conversation_id: UUID | str, stale_after: float) -> dict[str, Any] | None:
+    """A stop for a reply no live process runs (its heartbeat is older than `stale_after`
+    seconds, while a live owner flushes every RELAY_FLUSH_INTERVAL): end it now as canceled
+    and fence its old owner out, rather than leave the user waiting for the reaper (15-20 s)
+    with `run_active` on every new message. Returns the reply's JSON, or None when there is no
+    such reply (it is live, or already ended)."""
+    from conversations.frames import message_json
+
+    stale = timezone.now() - timedelta(seconds=stale_after)
+    rows = Message.objects.streaming().filter(conversation_id=conversation_id,
+                                              heartbeat_at__lt=stale)
+    message_id = rows.values_list("pk", flat=True).first()
+    if message_id is None:
+        return None
+    if not rows.filter(pk=message_id).update(
+        status=Message.Status.CANCELED, completed_at=timezone.now(), heartbeat_at=None,
+        lease=models.F("lease") + 1,
+    ):
+        return None
+    return message_json(Message.objects.prefetch_related("tool_calls").get(pk=message_id))

@@ -1,0 +1,147 @@
+// The composer: the message box, Send and Stop, the outbox that holds a sent message until the
+// server acknowledges it (re-sent with the same client_id after a reconnect), and the hint line.
+
+import { page } from "./page.js";
+import { renderTranscript } from "./render/transcript.js";
+import { setFollowing } from "./scroll.js";
+import { activeRunMessage, awaitedInterrupt, dropOutbox, isComposerBusy, isRunActive, queueMessage } from "./state.js";
+import { formatNumber, t } from "./strings.js";
+import { codePointLength, newClientId } from "./text.js";
+
+// The length counter appears once the message reaches this share of the limit.
+const COUNTER_FROM_RATIO = 0.8;
+const ERROR_VISIBLE_MS = 6_000;
+
+let composerHadFocus = false;
+
+export function updateComposer() {
+  const { els, state } = page;
+  const running = isRunActive(state);
+  const busy = running || state.outbox !== null;
+  const text = els.input.value.trim();
+  const count = codePointLength(text);
+  const over = count > state.maxChars;
+
+  if (busy && !els.input.disabled) composerHadFocus = document.activeElement === els.input;
+  els.input.disabled = busy;
+  if (!busy && composerHadFocus) {
+    composerHadFocus = false;
+    els.input.focus();
+  }
+  els.send.disabled = busy || !text || over;
+
+  const active = activeRunMessage(state);
+  els.stop.hidden = !running;
+  els.stop.disabled = !running || (active !== null && state.cancelRequestedFor === active.id);
+
+  let hint = "";
+  if (running) hint = t("run_active_hint");
+  else if (state.outbox) hint = state.connection === "connected" ? t("sending_hint") : t("queued_hint");
+  else if (over) hint = t("too_long");
+  else if (awaitedInterrupt(state)) hint = t("awaiting_hint");
+  if (els.hint.textContent !== hint) els.hint.textContent = hint;
+
+  const showCounter = count >= state.maxChars * COUNTER_FROM_RATIO;
+  els.counter.hidden = !showCounter;
+  if (showCounter) {
+    els.counter.textContent = t("counter", { count: formatNumber(count), max: formatNumber(state.maxChars) });
+    els.counter.classList.toggle("is-over", over);
+  }
+
+  for (const button of els.transcript.querySelectorAll(".retry-button")) button.disabled = busy;
+}
+
+export function autoResize() {
+  const { els } = page;
+  els.input.style.height = "auto";
+  els.input.style.height = `${els.input.scrollHeight + 2}px`;
+}
+
+let errorTimer = null;
+
+export function showError(text) {
+  const { els } = page;
+  els.error.textContent = text;
+  els.error.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => {
+    els.error.hidden = true;
+  }, ERROR_VISIBLE_MS);
+}
+
+// Returns true when the message was accepted locally (shown and sent, or queued).
+export function sendMessage(content) {
+  const { state } = page;
+  const text = content.trim();
+  if (!text || isComposerBusy(state)) return false;
+  if (codePointLength(text) > state.maxChars) {
+    showError(t("too_long"));
+    return false;
+  }
+  queueMessage(state, newClientId(), text);
+  setFollowing(true);
+  renderTranscript();
+  flushOutbox();
+  return true;
+}
+
+// Sends the pending message once the socket is synced; the same client_id makes a repeat
+// harmless if the first copy did reach the server before the connection dropped.
+export function flushOutbox() {
+  const { state, conn } = page;
+  if (!state.outbox || !conn.synced) return;
+  const sent = conn.send({ type: "message.send", content: state.outbox.content, client_id: state.outbox.clientId });
+  if (sent) {
+    state.outbox.sent = true;
+    state.lastRequest = "message.send";
+  }
+  updateComposer();
+}
+
+// A rejected send: take the optimistic copy back out and return the text to the composer.
+export function rollBackOutbox() {
+  const { els } = page;
+  const content = dropOutbox(page.state);
+  renderTranscript();
+  if (!els.input.value.trim()) {
+    els.input.value = content;
+    autoResize();
+  }
+  updateComposer();
+}
+
+export function initComposer() {
+  const { els, state } = page;
+  els.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (sendMessage(els.input.value)) {
+      els.input.value = "";
+      autoResize();
+    }
+    updateComposer();
+  });
+
+  els.input.addEventListener("keydown", (event) => {
+    // isComposing / 229: Enter that confirms an IME composition (Japanese, Chinese...) must not send.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      els.composer.requestSubmit();
+    }
+  });
+
+  els.input.addEventListener("input", () => {
+    autoResize();
+    updateComposer();
+  });
+
+  els.stop.addEventListener("click", () => {
+    const active = activeRunMessage(state);
+    if (!page.conn.send({ type: "run.cancel" })) {
+      showError(t("not_connected"));
+      return;
+    }
+    state.lastRequest = "run.cancel";
+    state.cancelRequestedFor = active?.id ?? null;
+    updateComposer();
+  });
+}
