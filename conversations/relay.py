@@ -771,9 +771,7 @@ class Relay:
 
     @property
     def timeouts(self) -> Any:
-        from conversations.providers.base import Timeouts
-
-        return Timeouts(connect=settings.VENDOR_CONNECT_TIMEOUT, read=settings.VENDOR_READ_TIMEOUT)
+        return services.vendor_timeouts()
 
     async def start(self, accepted: services.AcceptedMessage, owner: Sink | None = None,
                     owner_channel: str | None = None) -> Run:

@@ -31,10 +31,6 @@ def provider_class(kind: str) -> type[Provider]:
 
 
 def get_provider(kind: str, timeouts: Timeouts | None = None) -> Provider:
-    if timeouts is None:
-        from django.conf import settings
-
-        timeouts = Timeouts(
-            connect=settings.VENDOR_CONNECT_TIMEOUT, read=settings.VENDOR_READ_TIMEOUT
-        )
+    """The provider for `kind`; callers pass the configured timeouts
+    (services.vendor_timeouts), so providers read no settings."""
     return provider_class(kind)(timeouts)

@@ -24,7 +24,6 @@ import httpx
 
 from conversations.events import ErrorCode, ProviderEvent
 from conversations.providers.redact import Redactor
-from conversations.token_env import token_env_problem
 
 
 @dataclass(frozen=True)
@@ -35,14 +34,16 @@ class AgentConfig:
     base_url: str = ""
     token_env: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # Why token_env may not be read (services.agent_config applies conversations/token_env.py):
+    # a row saved before the rule must never send, say, SECRET_KEY to a vendor.
+    token_refused: str = ""
 
     def token(self) -> str | None:
         if not self.token_env:
             return None
-        # A row saved before the token_env rule (token_env.py) must never send, say, SECRET_KEY.
-        problem = token_env_problem(self.token_env)
-        if problem:
-            raise VendorError(ErrorCode.AGENT_MISCONFIGURED, f"Agent {self.slug!r}: {problem}")
+        if self.token_refused:
+            raise VendorError(ErrorCode.AGENT_MISCONFIGURED,
+                              f"Agent {self.slug!r}: {self.token_refused}")
         return os.environ.get(self.token_env)
 
     def redactor(self) -> Redactor:

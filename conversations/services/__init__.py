@@ -24,6 +24,7 @@ from conversations.services.agents import (
     ensure_demo_agent,
     provider_kinds,
     resolve_agent,
+    vendor_timeouts,
 )
 from conversations.services.conversations import (
     PAGE_SIZE,
@@ -93,6 +94,7 @@ __all__ = [
     "accept_user_message",
     "add_label",
     "agent_config",
+    "vendor_timeouts",
     "agent_options_problems",
     "build_run_request",
     "cancel_orphaned_run",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
@@ -23,6 +24,7 @@ from conversations.providers import get_provider, provider_class
 from conversations.providers import provider_kinds as provider_kinds
 from conversations.providers.base import AgentConfig, RunRequest, Timeouts, error_for_exception
 from conversations.services.errors import InvalidInput
+from conversations.token_env import token_env_problem
 
 
 def resolve_agent(slug: Any) -> Agent:
@@ -44,6 +46,11 @@ def resolve_agent(slug: Any) -> Agent:
     return agent
 
 
+def vendor_timeouts() -> Timeouts:
+    """VENDOR_CONNECT_TIMEOUT / VENDOR_READ_TIMEOUT, for every call to a vendor."""
+    return Timeouts(connect=settings.VENDOR_CONNECT_TIMEOUT, read=settings.VENDOR_READ_TIMEOUT)
+
+
 def agent_config(agent: Agent) -> AgentConfig:
     return AgentConfig(
         slug=agent.slug,
@@ -52,6 +59,7 @@ def agent_config(agent: Agent) -> AgentConfig:
         base_url=agent.base_url,
         token_env=agent.token_env,
         options=dict(agent.options or {}),
+        token_refused=token_env_problem(agent.token_env) or "",
     )
 
 

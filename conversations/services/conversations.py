@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from conversations.models import Agent, Conversation, Message, ToolCall
 from conversations.providers.base import VendorError, error_for_exception
-from conversations.services.agents import agent_config, resolve_agent
+from conversations.services.agents import agent_config, resolve_agent, vendor_timeouts
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.validation import (
     clean_external_user_id,
@@ -128,7 +128,7 @@ def delete_conversation(conversation: Conversation) -> VendorError | None:
 async def _delete_at_vendor(conversation: Conversation) -> None:
     from conversations.providers import get_provider
 
-    provider = get_provider(conversation.agent.provider)
+    provider = get_provider(conversation.agent.provider, vendor_timeouts())
     await provider.delete(
         agent_config(conversation.agent), conversation.vendor_conversation_id
     )
