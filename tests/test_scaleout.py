@@ -57,7 +57,7 @@ async def test_it_streams_to_a_tab_on_another_process_which_can_stop_it(
     assert assemble(seen_b, final["id"]) == final["content"]  # no gap, no duplicate
     seen_a = await recv_until(ws_a, "message.canceled")
     assert assemble(seen_a, final["id"]) == final["content"]
-    assert vendor.requests[-1].client_closed
+    assert vendor.requests[-1].client_closed.wait(5)
     await ws_a.close()
     await ws_b.close()
 
