@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
+from chatsite import theme
 from conversations import api, openapi, views
 from conversations.review import views as review
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("theme", theme.set_theme, name="set_theme"),
     path("admin/", admin.site.urls),
     path("stats/", review.stats_view, name="review_stats"),
     path("api/v1/openapi.json", openapi.openapi_json, name="api_openapi"),

@@ -145,8 +145,9 @@ def _iso(value: datetime | None) -> str | None:
 
 def conversation_json(conversation: Conversation, language: str | None = None) -> dict[str, Any]:
     """`generated_title` / `display_title` in `language` (default: the active one);
-    `generated_titles` is every vendor title by locale, so a frame fanned out to sockets of
-    different languages can be localized per socket (`localize_conversation`)."""
+    `generated_titles` is every vendor title by locale and `auto_title` the one taken from the
+    first message, so a frame fanned out to sockets of different languages can be localized
+    per socket (`localize_conversation`)."""
     return {
         "id": str(conversation.id),
         "agent": conversation.agent.slug,
@@ -155,6 +156,7 @@ def conversation_json(conversation: Conversation, language: str | None = None) -
         "generated_title": conversation.generated_title(language),
         "generated_titles": conversation.generated_titles or {},
         "display_title": conversation.display_title(language),
+        "auto_title": conversation.auto_title,
         "external_user_id": conversation.external_user_id,
         "metadata": conversation.metadata,
         "archived": conversation.archived,
@@ -169,7 +171,8 @@ def localize_conversation(data: dict[str, Any], language: str) -> dict[str, Any]
     return {
         **data,
         "generated_title": pick_title(titles, language),
-        "display_title": display_title(data.get("title") or "", titles, language),
+        "display_title": display_title(data.get("title") or "", titles, language,
+                                       auto_title=data.get("auto_title") or ""),
     }
 
 

@@ -184,6 +184,9 @@ class Conversation(models.Model):
     )
     title = models.CharField(_("title"), max_length=200, blank=True)
     generated_titles = models.JSONField(_("generated titles"), default=dict, blank=True)
+    # Taken from the first message when the conversation had no title (services.runs); shown
+    # only while there is neither a user title nor a vendor title, so it never shadows one.
+    auto_title = models.CharField(_("title from the first message"), max_length=200, blank=True)
     external_user_id = models.CharField(
         _("external user id"), max_length=255, blank=True, db_index=True
     )
@@ -241,8 +244,10 @@ class Conversation(models.Model):
 
     def display_title(self, language: str | None = None) -> str:
         """What people see: the user's title, else the vendor's in `language` (default: the
-        active language, so templates calling it without arguments follow the user)."""
-        return display_title(self.title, self.generated_titles, language)
+        active language, so templates calling it without arguments follow the user), else the
+        one taken from the first message."""
+        return display_title(self.title, self.generated_titles, language,
+                             auto_title=self.auto_title)
 
 
 def pick_title(titles: dict[str, Any] | None, language: str | None = None) -> str:
@@ -258,12 +263,17 @@ def pick_title(titles: dict[str, Any] | None, language: str | None = None) -> st
     return str(next(iter(titles.values()), ""))
 
 
-def display_title(title: str, titles: dict[str, Any] | None, language: str | None = None) -> str:
+def display_title(title: str, titles: dict[str, Any] | None, language: str | None = None,
+                  *, auto_title: str = "") -> str:
+    """The user's title, else the vendor's, else the first message's, else "New conversation"
+    in `language`."""
     if title:
         return title
     generated = pick_title(titles, language)
     if generated:
         return generated
+    if auto_title:
+        return auto_title
     if language is None:
         return str(_("New conversation"))
     with translation.override(language):

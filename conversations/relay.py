@@ -782,7 +782,7 @@ class Relay:
         await run.emit(shapes.message_created(message_json(accepted.user_message, [])))
         await run.emit(shapes.message_created(message_json(accepted.assistant_message, [])),
                        urgent=True)
-        if accepted.metadata_changed:
+        if accepted.metadata_changed or accepted.title_changed:
             await run.emit(shapes.conversation_updated(conversation_json(accepted.conversation)),
                            urgent=True)
         run.task = asyncio.create_task(self._execute(run), name=f"run-{run.message_id}")

@@ -308,11 +308,11 @@ def test_it_the_compiled_catalogue_matches_the_po_file():
 @pytest.mark.django_db
 def test_it_the_login_page_follows_the_browser_language():
     french = Client().get("/accounts/login/", **FR).content.decode()
-    assert '<html lang="fr-ca">' in french
+    assert '<html lang="fr-ca" ' in french
     assert "Se connecter" in french and "Passer au contenu" in french
     assert "Nom d’utilisateur" in french  # Django's own catalogue for the auth form
     english = Client().get("/accounts/login/", **EN).content.decode()
-    assert '<html lang="en">' in english and "Log in" in english and "Se connecter" not in english
+    assert '<html lang="en" ' in english and "Log in" in english and "Se connecter" not in english
     # A plain "fr" browser gets the Canadian French we ship; an unknown language, English.
     plain_fr = Client().get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Se connecter" in plain_fr
@@ -367,7 +367,7 @@ def test_it_the_switcher_sets_the_language(alice: Any, conversation: Any):
     assert client.cookies[settings.LANGUAGE_COOKIE_NAME].value == "fr-ca"
     # The choice beats the browser's Accept-Language from now on, on every page.
     page = client.get(f"/c/{conversation.id}/", **EN).content.decode()
-    assert '<html lang="fr-ca">' in page and "Envoyer" in page
+    assert '<html lang="fr-ca" ' in page and "Envoyer" in page
     assert 'name="language" value="en" lang="en">English</button>' in page
     assert "Nouvelle conversation" in client.get("/", **EN).content.decode()
     client.post("/i18n/setlang/", {"language": "en", "next": "/"}, **csrf_headers(client))

@@ -194,7 +194,7 @@ def csv_lines(conversations: QuerySet[Conversation]) -> Iterator[str]:
     for conversation in _for_export(conversations):
         head = [
             str(conversation.pk),
-            conversation.title or conversation.generated_title(),
+            conversation.title or conversation.generated_title() or conversation.auto_title,
             _username(conversation.owner),
             conversation.agent.slug,
             conversation.external_user_id,
@@ -222,6 +222,7 @@ def conversation_record(conversation: Conversation) -> dict[str, Any]:
     return {
         "id": str(conversation.pk),
         "title": conversation.title,
+        "auto_title": conversation.auto_title,
         "generated_titles": conversation.generated_titles,
         "owner": _username(conversation.owner),
         "agent": conversation.agent.slug,

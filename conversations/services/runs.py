@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,8 +50,56 @@ class AcceptedMessage:
     assistant_message: Message | None
     request: RunRequest | None
     conversation: Conversation
+    # The message replaced the conversation's metadata, or (below) gave it its title: either
+    # way the relay announces the conversation with `conversation.updated`.
     metadata_changed: bool = False
     history: list[ChatTurn] = field(default_factory=list)
+    # This first message gave the conversation its title (`Conversation.auto_title`).
+    title_changed: bool = False
+
+
+# The issue's "first line, up to 60 characters": enough to tell conversations apart in the
+# list, one line of the sidebar.
+AUTO_TITLE_MAX_CHARS = 60
+# Explicit bidi embeddings, overrides and isolates: one left open in a title would reorder the
+# list around it. The marks (LRM, RLM) are harmless and stay.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Control characters (other than the whitespace collapsed anyway) shown as a space.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _joins_previous(char: str) -> bool:
+    """A character that belongs to the one before it (a combining mark, a variation selector,
+    an emoji skin tone, a joiner): a cut must not separate them."""
+    return (unicodedata.category(char).startswith("M") or char in "\u200d\ufe0e\ufe0f"
+            or "\U0001f3fb" <= char <= "\U0001f3ff")
+
+
+def title_from_message(content: str) -> str:
+    """A conversation's title taken from its first message: the first line with text,
+    whitespace collapsed, cut on a word boundary at AUTO_TITLE_MAX_CHARS characters with "…"
+    when cut; "" when no line has text."""
+    text = ""
+    for line in content.splitlines():
+        text = " ".join(_CONTROLS.sub(" ", _BIDI_CONTROLS.sub("", line)).split())
+        # A line of only invisible characters (zero-width spaces, joiners) is no title.
+        if any(unicodedata.category(char)[0] in "LNPS" for char in text):
+            break
+        text = ""
+    limit = AUTO_TITLE_MAX_CHARS
+    if len(text) <= limit:
+        return text
+    cut = limit
+    if text[cut] != " ":
+        space = text.rfind(" ", 0, cut)
+        if space >= limit // 2:
+            cut = space
+        else:
+            # One long word: cut inside it, but never between a character and what joins it
+            # (an emoji's skin tone or a ZWJ sequence, an accent).
+            while cut > 1 and (_joins_previous(text[cut]) or text[cut - 1] == "\u200d"):
+                cut -= 1
+    return text[:cut].rstrip() + "…"
 
 
 def _turns(rows: list[tuple[Any, ...]]) -> list[ChatTurn]:
@@ -81,12 +131,17 @@ class _Locked:
     def history(self) -> list[ChatTurn]:
         return _turns([(r[2], r[3], r[4]) for r in self.rows])
 
+    def first_message(self) -> bool:
+        return not any(r[2] == Message.Role.USER for r in self.rows)
+
     def start_reply(self, content: str, *, client_id: str | None = None,
                     extra: dict[str, Any] | None = None,
-                    metadata: dict[str, Any] | None = None) -> tuple[Message, Message, bool]:
+                    metadata: dict[str, Any] | None = None,
+                    auto_title: str = "") -> tuple[Message, Message, bool]:
         """Add the user's message and the streaming assistant placeholder after the last
         message, in one INSERT, and touch the conversation (storing `metadata` when it
-        changed). Returns both rows and whether the metadata changed."""
+        changed, and `auto_title` when given). Returns both rows and whether the metadata
+        changed."""
         conversation = self.conversation
         seq = (self.rows[-1][1] if self.rows else 0) + 1
         now = timezone.now()
@@ -104,6 +159,9 @@ class _Locked:
         if metadata_changed:
             conversation.metadata = metadata
             fields.append("metadata")
+        if auto_title:
+            conversation.auto_title = auto_title
+            fields.append("auto_title")
         conversation.save(update_fields=fields)
         return user_message, assistant, metadata_changed
 
@@ -140,6 +198,9 @@ def accept_user_message(
 
     Idempotent on `client_id`: a repeat returns the original message and no run. Raises
     `InvalidInput("run_active")` when the conversation already has a streaming reply.
+
+    The first message of a conversation with no title of any kind gives it one
+    (`title_from_message`, stored as `auto_title`, which a user or vendor title outranks).
     """
     content = clean_content(content)
     client_id = clean_client_id(client_id)
@@ -162,11 +223,17 @@ def accept_user_message(
                 "invalid", _("This conversation's agent has been deactivated."), status=422
             )
         history = locked.history()
+        auto_title = ""
+        if (locked.first_message() and not conversation.title
+                and not conversation.generated_titles and not conversation.auto_title):
+            auto_title = title_from_message(content)
         user_message, assistant, metadata_changed = locked.start_reply(
-            content, client_id=client_id, metadata=new_metadata)
+            content, client_id=client_id, metadata=new_metadata, auto_title=auto_title)
     request = build_run_request(conversation, content, history)
+    title_changed = bool(auto_title)
     return AcceptedMessage(
-        user_message, assistant, request, conversation, metadata_changed, history
+        user_message, assistant, request, conversation, metadata_changed, history,
+        title_changed,
     )
 
 

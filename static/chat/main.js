@@ -19,6 +19,7 @@ import { updateConversation } from "./header.js";
 import { page } from "./page.js";
 import { flushPendingRenders, onAfterRender, renderTranscript } from "./render/transcript.js";
 import { initScrolling, isFollowing, scrollToBottom } from "./scroll.js";
+import "./shortcuts.js";
 import { Connection, WATCHDOG_TICK_MS } from "./socket.js";
 import { createState } from "./state.js";
 import { setConnection } from "./status.js";
