@@ -4,7 +4,9 @@ header. Any other cookie value is ignored (auto); any other posted value is refu
 
 from __future__ import annotations
 
-from django.http import HttpResponseBadRequest, HttpResponseRedirect
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -13,18 +15,18 @@ COOKIE = "theme"
 COOKIE_MAX_AGE = 365 * 24 * 3600  # a year: a preference, not a secret
 
 
-def current_theme(request) -> str:
+def current_theme(request: HttpRequest) -> str:
     value = request.COOKIES.get(COOKIE, "")
     return value if value in THEMES else "auto"
 
 
-def theme(request):
+def theme(request: HttpRequest) -> dict[str, Any]:
     """Context processor: `theme` for every template."""
     return {"theme": current_theme(request), "themes": THEMES}
 
 
 @require_POST
-def set_theme(request):
+def set_theme(request: HttpRequest) -> HttpResponse:
     value = request.POST.get("theme", "")
     if value not in THEMES:
         return HttpResponseBadRequest("unknown theme", content_type="text/plain")
