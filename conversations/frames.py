@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from conversations.models import Conversation, Message, ToolCall, display_title, pick_title
+from conversations.providers import capabilities
 
 
 class ToolCallLike(Protocol):
@@ -160,9 +161,18 @@ def conversation_json(conversation: Conversation, language: str | None = None) -
         "external_user_id": conversation.external_user_id,
         "metadata": conversation.metadata,
         "archived": conversation.archived,
+        "forked_from": str(conversation.forked_from_id) if conversation.forked_from_id else None,
+        "capabilities": capabilities_json(conversation.agent.provider, conversation.agent.options),
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
     }
+
+
+def capabilities_json(kind: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    caps = capabilities(kind, options)
+    return {"branches_in_place": caps.branches_in_place,
+            "fork_primes_history": caps.fork_primes_history,
+            "attachments": sorted(caps.attachments)}
 
 
 def localize_conversation(data: dict[str, Any], language: str) -> dict[str, Any]:
@@ -209,6 +219,7 @@ def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> 
         calls = []
     return {
         "id": str(message.id),
+        "parent_id": str(message.parent_id) if message.parent_id else None,
         "role": message.role,
         "content": message.content,
         "status": message.status,

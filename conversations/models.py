@@ -197,6 +197,15 @@ class Conversation(models.Model):
         _("vendor conversation id"), max_length=255, blank=True
     )
     archived = models.BooleanField(_("archived"), default=False)
+    # The leaf of the active path (services.branches): the branch the UI shows and the vendor is
+    # sent as history. A plain id, not a foreign key: no cycle between the two tables, and a
+    # leaf that is gone (never, in practice) falls back to the newest message.
+    active_leaf_id = models.UUIDField(_("active branch leaf"), null=True, blank=True)
+    # A fork (regenerate or edit on a vendor that keeps its own history) links back here.
+    forked_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks",
+        verbose_name=_("forked from"),
+    )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
@@ -306,6 +315,12 @@ class Message(models.Model):
     )
     # Monotonic order inside a conversation; timestamps can tie.
     seq = models.PositiveIntegerField(_("position"), default=0)
+    # The message this one follows: a conversation is a tree (regenerate and edit add siblings,
+    # see services.branches). NULL for a conversation's first message.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        verbose_name=_("follows"),
+    )
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     content = models.TextField(_("content"), blank=True)
     status = models.CharField(
@@ -420,3 +435,42 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{'+' if self.score > 0 else '-'}1 on {self.message_id}"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    # The stored name is the attachment's id: the user's file name never reaches the file
+    # system (it is kept in `name` and sent back in Content-Disposition).
+    return f"attachments/{instance.conversation_id}/{instance.id}"
+
+
+class Attachment(models.Model):
+    """A file uploaded into a conversation (services.attachments), sent with one message."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments",
+        verbose_name=_("conversation"),
+    )
+    # Set when a message is sent with it; an attachment belongs to at most one message.
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments",
+        verbose_name=_("message"),
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("uploaded by"),
+    )
+    file = models.FileField(_("file"), upload_to=attachment_path, max_length=255)
+    name = models.CharField(_("name"), max_length=255)
+    size = models.PositiveBigIntegerField(_("size"))
+    # Sniffed from the content, never taken from the upload's name or header.
+    content_type = models.CharField(_("content type"), max_length=100)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -779,7 +779,8 @@ class Relay:
         run = Run(self, accepted, owner, owner_channel)
         self.runs[run.conversation_id] = run
         self.bus.ensure_listening()  # cancel / snapshot requests from other processes
-        await run.emit(shapes.message_created(message_json(accepted.user_message, [])))
+        if accepted.announce_user:
+            await run.emit(shapes.message_created(message_json(accepted.user_message, [])))
         await run.emit(shapes.message_created(message_json(accepted.assistant_message, [])),
                        urgent=True)
         if accepted.metadata_changed or accepted.title_changed:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conversations.providers.base import Provider, Timeouts
+from typing import Any
+
+from conversations.providers.base import AgentConfig, Capabilities, Provider, Timeouts
 
 
 def _registry() -> dict[str, type[Provider]]:
@@ -34,3 +36,13 @@ def get_provider(kind: str, timeouts: Timeouts | None = None) -> Provider:
     """The provider for `kind`; callers pass the configured timeouts
     (services.vendor_timeouts), so providers read no settings."""
     return provider_class(kind)(timeouts)
+
+
+def capabilities(kind: str, options: dict[str, Any] | None = None) -> Capabilities:
+    """What an agent of provider `kind` with `options` supports (docs/providers.md); nothing
+    beyond plain messages for an unknown kind."""
+    try:
+        cls = provider_class(kind)
+    except LookupError:
+        return Capabilities(branches_in_place=False)
+    return cls.capabilities_for(AgentConfig(slug="", provider=kind, options=dict(options or {})))

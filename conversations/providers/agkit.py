@@ -44,7 +44,13 @@ from conversations.events import (
     VendorConversation,
     VendorExtra,
 )
-from conversations.providers.base import Provider, RunRequest, VendorError
+from conversations.providers.base import (
+    AgentConfig,
+    Capabilities,
+    Provider,
+    RunRequest,
+    VendorError,
+)
 from conversations.providers.sse import (
     build_client,
     is_done,
@@ -101,6 +107,15 @@ AGUI_REASONING = frozenset(
 
 class AGKitProvider(Provider):
     kind = "agkit"
+    # The vendor keeps state by conversation id, so no branch in place; a fork's fresh thread is
+    # primed with the path when the agent is sent full history (AG-UI).
+    capabilities = Capabilities(branches_in_place=False)
+
+    @classmethod
+    def capabilities_for(cls, agent: AgentConfig) -> Capabilities:
+        options = agent.options
+        history = options.get("history") or (DELTA if _protocol(options) == AGKIT else FULL)
+        return Capabilities(branches_in_place=False, fork_primes_history=history == FULL)
     required_options = {"agent_id": "the CloudBase agent id, as in /v1/aibot/bots/{agent_id}/"}
     base_url_hint = " (e.g. https://your-env-id.api.tcloudbasegateway.com)."
 

@@ -57,6 +57,37 @@ class ChatTurn:
 
 
 @dataclass(frozen=True)
+class FilePart:
+    """A file sent with the user's message (an `Attachment`, read from storage by services):
+    plain bytes, so a provider needs neither the ORM nor the storage backend."""
+
+    name: str
+    content_type: str  # sniffed from the content (services.attachments)
+    data: bytes
+
+
+# Kinds of file a provider may take (Capabilities.attachments).
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+TEXT_TYPES = frozenset({"text/plain", "text/csv", "application/json"})
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider supports, declared once per provider (docs/providers.md lists them)."""
+
+    # The vendor is sent the active path as history on every turn, so a reply can be regenerated
+    # or a message edited in place, as a branch of the same conversation. False for a vendor
+    # that keeps the conversation itself: regenerate and edit then start a fork.
+    branches_in_place: bool = True
+    # A fork's new vendor conversation is primed with the path so far (the vendor takes history
+    # in the request); False: the fork's vendor sees only the edited or repeated message.
+    fork_primes_history: bool = False
+    # Content types the provider can send to the vendor; empty: attachments are refused before
+    # any vendor call and the chat disables its attach button.
+    attachments: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class RunRequest:
     agent: AgentConfig
     conversation_id: str
@@ -70,6 +101,8 @@ class RunRequest:
     # Set when the run answers an interrupt: {"interrupt_id": str, "payload": Any,
     # "reason": str, "vendor_data": dict} (vendor_data as the provider's InterruptRequested had it).
     resume: dict[str, Any] | None = None
+    # Files sent with `message`, in upload order.
+    attachments: list[FilePart] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,6 +140,13 @@ class Provider:
     default_base_url: ClassVar[str] = ""
     # Ends "Agent 'x' has no base URL", for a vendor with no default: where to find one.
     base_url_hint: ClassVar[str] = "."
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @classmethod
+    def capabilities_for(cls, agent: AgentConfig) -> Capabilities:
+        """The capabilities with this agent's options (a provider whose behaviour depends on
+        an option overrides this)."""
+        return cls.capabilities
 
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()

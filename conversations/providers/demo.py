@@ -26,7 +26,7 @@ from conversations.events import (
     ToolCallStarted,
     Usage,
 )
-from conversations.providers.base import Provider, RunRequest
+from conversations.providers.base import IMAGE_TYPES, TEXT_TYPES, Capabilities, Provider, RunRequest
 
 # The quoted message is cut to 280 characters so a pasted essay does not turn a ~5 s demo into a
 # minute-long one.
@@ -92,6 +92,8 @@ FAIL_REPLY = "Starting the demo reply, then failing on purpose"
 
 class DemoProvider(Provider):
     kind = "demo"
+    # The demo answers from the whole history and describes the files it is sent.
+    capabilities = Capabilities(attachments=IMAGE_TYPES | TEXT_TYPES)
     # Seconds between deltas: 0.025 s is ~40 deltas/s, a model's pace; tests set it to 0.
     delay: float = 0.025
 

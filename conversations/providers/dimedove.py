@@ -31,7 +31,13 @@ from conversations.events import (
     VendorConversation,
     VendorExtra,
 )
-from conversations.providers.base import AgentConfig, Provider, RunRequest, VendorError
+from conversations.providers.base import (
+    AgentConfig,
+    Capabilities,
+    Provider,
+    RunRequest,
+    VendorError,
+)
 from conversations.providers.sse import (
     build_client,
     is_done,
@@ -61,6 +67,8 @@ CONVERSATION_LOST = "Dimedove no longer knows this conversation; start a new con
 
 class DimedoveProvider(Provider):
     kind = "dimedove"
+    # Dimedove keeps the history by conversation id and takes no files.
+    capabilities = Capabilities(branches_in_place=False)
     default_base_url = "https://api.dimedove.com"
     required_options: ClassVar[dict[str, str]] = {
         "app_id": "the Dimedove app id from the dashboard, as in /v1/apps/{app_id}",

@@ -47,7 +47,10 @@ from conversations.events import (
     VendorExtra,
 )
 from conversations.providers.base import (
+    IMAGE_TYPES,
+    TEXT_TYPES,
     AgentConfig,
+    Capabilities,
     Provider,
     RunRequest,
     Timeouts,
@@ -144,6 +147,9 @@ _background: set[asyncio.Task[None]] = set()
 
 class DynamiqProvider(Provider):
     kind = "dynamiq"
+    # Dynamiq keeps the history itself; files go through its files API (any allowed type).
+    capabilities = Capabilities(
+        branches_in_place=False, attachments=IMAGE_TYPES | TEXT_TYPES | {"application/pdf"})
     required_options: dict[str, str] = {}
     # No default: the host serving /v1/conversations and /v3/conversations is not documented
     # (the reference shows https://example.com), so every agent names it.

@@ -28,7 +28,13 @@ from conversations.events import (
     VendorConversation,
     VendorExtra,
 )
-from conversations.providers.base import AgentConfig, Provider, RunRequest, VendorError
+from conversations.providers.base import (
+    AgentConfig,
+    Capabilities,
+    Provider,
+    RunRequest,
+    VendorError,
+)
 from conversations.providers.sse import (
     build_client,
     delete_json,
@@ -54,6 +60,8 @@ CONVERSATION_LOST = (
 
 class LoopProvider(Provider):
     kind = "loop"
+    # Loop Health keeps the conversation itself and takes no files.
+    capabilities = Capabilities(branches_in_place=False)
     required_options: dict[str, str] = {}
     default_base_url = "https://ai.platform.loop.health"
 

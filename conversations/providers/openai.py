@@ -21,7 +21,14 @@ from conversations.events import (
     ToolCallDelta,
     Usage,
 )
-from conversations.providers.base import Provider, RunRequest, VendorError
+from conversations.providers.base import (
+    IMAGE_TYPES,
+    TEXT_TYPES,
+    Capabilities,
+    Provider,
+    RunRequest,
+    VendorError,
+)
 from conversations.providers.sse import (
     build_client,
     is_done,
@@ -40,6 +47,9 @@ PASSTHROUGH_OPTIONS = ("temperature", "max_tokens")
 
 class OpenAIProvider(Provider):
     kind = "openai"
+    # Chat Completions is stateless: the active path is the history; images go as image_url
+    # parts, text files inline.
+    capabilities = Capabilities(attachments=IMAGE_TYPES | TEXT_TYPES)
     required_options = {"model": "model name sent to /chat/completions, e.g. gpt-4o-mini"}
     base_url_hint = " (e.g. https://api.openai.com/v1)."
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.conf import settings
@@ -29,6 +30,7 @@ from conversations.events import ErrorCode
 from conversations.models import Conversation, Message, ToolCall
 from conversations.providers.base import ChatTurn, RunRequest
 from conversations.services.agents import agent_config
+from conversations.services.branches import Tree
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.validation import (
     CONTENT_MAX_CHARS,
@@ -38,6 +40,9 @@ from conversations.services.validation import (
 )
 
 logger = logging.getLogger(__name__)
+
+# start_reply's default parent: the end of the active path.
+_LEAF = object()
 
 
 # Accepting a message or an answer -----------------------------------------------------------
@@ -56,6 +61,10 @@ class AcceptedMessage:
     history: list[ChatTurn] = field(default_factory=list)
     # This first message gave the conversation its title (`Conversation.auto_title`).
     title_changed: bool = False
+    # False for a regenerated reply: its user message exists already and is not announced.
+    announce_user: bool = True
+    # The reply runs in a new conversation (services.edits: a fork), not the socket's.
+    forked: bool = False
 
 
 # The issue's "first line, up to 60 characters": enough to tell conversations apart in the
@@ -115,46 +124,91 @@ def _turns(rows: list[tuple[Any, ...]]) -> list[ChatTurn]:
     return turns
 
 
+class Row(NamedTuple):
+    pk: Any
+    parent_id: Any
+    seq: int
+    role: str
+    content: str
+    status: str
+    client_id: str | None
+    edited_from: Any
+
+
 @dataclass
 class _Locked:
     """A conversation row-locked for the current transaction, with one read of its messages:
-    it gives the idempotency check, the active-run check, the history and the next position,
-    so the queries per reply stay few whatever the conversation's length."""
+    it gives the idempotency check, the active-run check, the active path (services.branches)
+    and its history, and the next position, so the queries per reply stay few whatever the
+    conversation's length."""
 
     conversation: Conversation
-    # (pk, seq, role, content, status, client_id), oldest first.
-    rows: list[tuple[Any, ...]]
+    rows: list[Row]  # oldest first
+
+    @cached_property
+    def tree(self) -> Tree:
+        return Tree.build((r.pk, r.parent_id, r.seq, r.edited_from) for r in self.rows)
+
+    @cached_property
+    def by_pk(self) -> dict[Any, Row]:
+        return {r.pk: r for r in self.rows}
+
+    def path(self, leaf: Any = None) -> list[Row]:
+        """The active path's rows, or the path ending at `leaf`."""
+        ids = self.tree.path(leaf if leaf is not None else self.conversation.active_leaf_id)
+        return [self.by_pk[pk] for pk in ids]
 
     def streaming(self) -> bool:
-        return any(r[4] == Message.Status.STREAMING for r in self.rows)
+        return any(r.status == Message.Status.STREAMING for r in self.rows)
 
-    def history(self) -> list[ChatTurn]:
-        return _turns([(r[2], r[3], r[4]) for r in self.rows])
+    def history(self, leaf: Any = None) -> list[ChatTurn]:
+        """The turns of the active path (or of the path ending at `leaf`)."""
+        return _turns([(r.role, r.content, r.status) for r in self.path(leaf)])
 
     def first_message(self) -> bool:
-        return not any(r[2] == Message.Role.USER for r in self.rows)
+        return not any(r.role == Message.Role.USER for r in self.rows)
 
-    def start_reply(self, content: str, *, client_id: str | None = None,
+    def repeat(self, client_id: str | None) -> Message | None:
+        """The message an earlier frame with this client_id created, if any."""
+        pk = next((r.pk for r in self.rows if client_id and r.client_id == client_id), None)
+        return Message.objects.get(pk=pk) if pk is not None else None
+
+    def start_reply(self, content: str | None, *, parent: Any = _LEAF,
+                    client_id: str | None = None,
                     extra: dict[str, Any] | None = None,
                     metadata: dict[str, Any] | None = None,
-                    auto_title: str = "") -> tuple[Message, Message, bool]:
-        """Add the user's message and the streaming assistant placeholder after the last
-        message, in one INSERT, and touch the conversation (storing `metadata` when it
-        changed, and `auto_title` when given). Returns both rows and whether the metadata
-        changed."""
+                    auto_title: str = "") -> tuple[Message | None, Message, bool]:
+        """Add the user's message (unless `content` is None: a regenerated reply) and the
+        streaming assistant placeholder, in one INSERT, below `parent` (default: the end of the
+        active path), make the placeholder the active leaf, and touch the conversation (storing
+        `metadata` when it changed, and `auto_title` when given). Returns both rows and whether
+        the metadata changed."""
         conversation = self.conversation
-        seq = (self.rows[-1][1] if self.rows else 0) + 1
+        if parent is _LEAF:
+            path = self.tree.path(conversation.active_leaf_id)
+            parent = path[-1] if path else None
+        seq = (max(r.seq for r in self.rows) if self.rows else 0) + 1
         now = timezone.now()
         # The row lock serialises writes to this conversation, so nothing checked under it
         # (client_id, active run) can race in between.
-        user_message, assistant = Message.objects.bulk_create([
-            Message(conversation=conversation, seq=seq, role=Message.Role.USER,
-                    content=content, client_id=client_id, extra=extra or {}, created_at=now),
-            Message(conversation=conversation, seq=seq + 1, role=Message.Role.ASSISTANT,
-                    status=Message.Status.STREAMING, created_at=now, heartbeat_at=now),
-        ])
-        fields = ["updated_at"]
+        rows = []
+        user_message = None
+        if content is not None:
+            user_message = Message(
+                conversation=conversation, seq=seq, role=Message.Role.USER, parent_id=parent,
+                content=content, client_id=client_id, extra=extra or {}, created_at=now)
+            rows.append(user_message)
+            parent, seq = user_message.pk, seq + 1
+        assistant = Message(
+            conversation=conversation, seq=seq, role=Message.Role.ASSISTANT, parent_id=parent,
+            status=Message.Status.STREAMING, created_at=now, heartbeat_at=now,
+            client_id=client_id if content is None else None,
+            extra=(extra or {}) if content is None else {})
+        rows.append(assistant)
+        Message.objects.bulk_create(rows)
+        fields = ["updated_at", "active_leaf_id"]
         conversation.updated_at = now
+        conversation.active_leaf_id = assistant.pk
         metadata_changed = metadata is not None and metadata != conversation.metadata
         if metadata_changed:
             conversation.metadata = metadata
@@ -181,9 +235,23 @@ def _locked(conversation_id: UUID | str, user: Any) -> Iterator[_Locked]:
         )
         if conversation is None:
             raise NotFound(_("No such conversation."))
-        rows = list(conversation.messages.order_by("seq").values_list(
-            "pk", "seq", "role", "content", "status", "client_id"))
+        rows = [Row(*r) for r in conversation.messages.order_by("seq").values_list(
+            "pk", "parent_id", "seq", "role", "content", "status", "client_id",
+            "extra__edited_from")]
         yield _Locked(conversation, rows)
+
+
+def _refuse_if_busy(locked: _Locked) -> None:
+    if locked.streaming():
+        raise InvalidInput(
+            "run_active",
+            _("The agent is still replying; stop it or wait for it to finish."),
+            status=409,
+        )
+    if not locked.conversation.agent.is_active:
+        raise InvalidInput(
+            "invalid", _("This conversation's agent has been deactivated."), status=422
+        )
 
 
 def accept_user_message(
@@ -207,21 +275,9 @@ def accept_user_message(
     new_metadata = clean_metadata(metadata) if metadata is not None else None
     with _locked(conversation_id, user) as locked:
         conversation = locked.conversation
-        if client_id:
-            repeat = next((r[0] for r in locked.rows if r[5] == client_id), None)
-            if repeat is not None:
-                existing = Message.objects.get(pk=repeat)
-                return AcceptedMessage(existing, None, None, conversation)
-        if locked.streaming():
-            raise InvalidInput(
-                "run_active",
-                _("The agent is still replying; stop it or wait for it to finish."),
-                status=409,
-            )
-        if not conversation.agent.is_active:
-            raise InvalidInput(
-                "invalid", _("This conversation's agent has been deactivated."), status=422
-            )
+        if (existing := locked.repeat(client_id)) is not None:
+            return AcceptedMessage(existing, None, None, conversation)
+        _refuse_if_busy(locked)
         history = locked.history()
         auto_title = ""
         if (locked.first_message() and not conversation.title
