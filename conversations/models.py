@@ -46,6 +46,58 @@ def validate_metadata(value: Any) -> None:
         )
 
 
+class Team(models.Model):
+    """A support team (docs/teams.md): its members share its conversations, its canned replies,
+    its agents and its budget."""
+
+    name = models.CharField(_("name"), max_length=120)
+    slug = models.SlugField(_("slug"), max_length=64, unique=True)
+    # Optional monthly budgets (services.teams.check_budget); empty: no limit.
+    monthly_token_budget = models.PositiveBigIntegerField(
+        _("monthly token budget"), null=True, blank=True,
+        help_text=_("Input + output tokens per calendar month; empty for no limit."))
+    monthly_cost_budget = models.DecimalField(
+        _("monthly cost budget"), max_digits=12, decimal_places=2, null=True, blank=True,
+        help_text=_("In the agents' price currency per calendar month; empty for no limit."))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    class Role(models.TextChoices):
+        LEAD = "lead", _("Lead")
+        MEMBER = "member", _("Member")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships",
+                             verbose_name=_("team"))
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="team_memberships", verbose_name=_("user"))
+    role = models.CharField(_("role"), max_length=8, choices=Role.choices, default=Role.MEMBER)
+    # The team a user's new conversations belong to: the first one joined, changeable.
+    is_default = models.BooleanField(_("default team"), default=False)
+    joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("team membership")
+        verbose_name_plural = _("team memberships")
+        ordering = ["team__name", "user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team"),
+            models.UniqueConstraint(fields=["user"], condition=Q(is_default=True),
+                                    name="one_default_team_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
 class AgentQuerySet(models.QuerySet["Agent"]):
     def active(self) -> AgentQuerySet:
         return self.filter(is_active=True)
@@ -72,6 +124,10 @@ class Agent(models.Model):
     options = models.JSONField(_("options"), default=dict, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     is_default = models.BooleanField(_("default"), default=False)
+    # Empty: every team (and users in no team) may use the agent; else only these teams' members.
+    teams = models.ManyToManyField(
+        Team, blank=True, related_name="agents", verbose_name=_("teams"),
+        help_text=_("Leave empty for every team."))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -132,9 +188,13 @@ class Label(models.Model):
 
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def for_user(self, user: Any) -> ConversationQuerySet:
+        """The one access rule (docs/teams.md): the conversations a user started, and those of
+        every team they are a member of. Pages, API, websocket, files and exports all go
+        through it (services.get_conversation)."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(owner=user)
+        teams = TeamMembership.objects.filter(user=user).values("team_id")
+        return self.filter(Q(owner=user) | Q(team_id__in=teams))
 
     def search(self, q: str, *, everywhere: bool = False) -> ConversationQuerySet:
         """The one conversation search: the title or a message's text; with `everywhere` (the
@@ -197,6 +257,13 @@ class Conversation(models.Model):
         _("vendor conversation id"), max_length=255, blank=True
     )
     archived = models.BooleanField(_("archived"), default=False)
+    # The team whose members share it (docs/teams.md); NULL: private to its owner.
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations",
+        verbose_name=_("team"))
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_conversations", verbose_name=_("assignee"))
     # The leaf of the active path (services.branches): the branch the UI shows and the vendor is
     # sent as history. A plain id, not a foreign key: no cycle between the two tables, and a
     # leaf that is gone (never, in practice) falls back to the newest message.
@@ -238,6 +305,8 @@ class Conversation(models.Model):
             models.Index(fields=["owner", "archived", "-updated_at"], name="conv_owner_list"),
             models.Index(fields=["-updated_at"], name="conv_recent"),
             models.Index(fields=["review_status", "-updated_at"], name="conv_review"),
+            models.Index(fields=["team", "archived", "-updated_at"], name="conv_team_list"),
+            models.Index(fields=["assignee", "archived", "-updated_at"], name="conv_assignee"),
         ]
         permissions = [
             ("export_conversation", "Can export conversations"),
@@ -300,6 +369,10 @@ class Message(models.Model):
         ASSISTANT = "assistant", _("Assistant")
         SYSTEM = "system", _("System")
         TOOL = "tool", _("Tool")
+        # Never sent to a vendor (services.runs._turns keeps only user/assistant/system turns)
+        # and never start a run: a colleague's internal note, and an assignment/handoff record.
+        NOTE = "note", _("Internal note")
+        EVENT = "event", _("Event")
 
     class Status(models.TextChoices):
         COMPLETED = "completed", _("Completed")
@@ -474,3 +547,41 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CannedReply(models.Model):
+    """A vetted answer (services.canned): `body` may hold {{customer.…}} / {{user.…}}
+    variables, filled by a small restricted renderer, never the template engine."""
+
+    class Scope(models.TextChoices):
+        PERSONAL = "personal", _("Personal")
+        TEAM = "team", _("Team")
+        EVERYONE = "everyone", _("Everyone")
+
+    title = models.CharField(_("title"), max_length=120)
+    shortcut = models.SlugField(_("shortcut"), max_length=40)
+    body = models.TextField(_("body"))
+    language = models.CharField(_("language"), max_length=16, blank=True)
+    scope = models.CharField(_("scope"), max_length=10, choices=Scope.choices,
+                             default=Scope.PERSONAL)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.CASCADE, related_name="canned_replies",
+                              verbose_name=_("owner"))
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="canned_replies", verbose_name=_("team"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("canned reply")
+        verbose_name_plural = _("canned replies")
+        ordering = ["shortcut"]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut} {self.title}"
+
+    def clean(self) -> None:
+        if self.scope == self.Scope.TEAM and self.team_id is None:
+            raise ValidationError({"team": _("A team reply needs its team.")})
+        if self.scope == self.Scope.PERSONAL and self.owner_id is None:
+            raise ValidationError({"owner": _("A personal reply needs its owner.")})

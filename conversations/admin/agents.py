@@ -26,7 +26,7 @@ class AgentForm(forms.ModelForm):
         model = Agent
         fields = [
             "slug", "name", "provider", "base_url", "token_env", "options", "is_active",
-            "is_default",
+            "is_default", "teams",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

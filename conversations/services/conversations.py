@@ -15,10 +15,11 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations.models import Agent, Conversation, Message, ToolCall
+from conversations.models import Agent, Conversation, Message, Team, ToolCall
 from conversations.providers.base import VendorError, error_for_exception
 from conversations.services.agents import agent_config, resolve_agent, vendor_timeouts
 from conversations.services.errors import InvalidInput, NotFound
+from conversations.services.teams import check_agent, resolve_team
 from conversations.services.validation import (
     clean_external_user_id,
     clean_metadata,
@@ -52,10 +53,16 @@ def create_conversation(
     title: Any = "",
     external_user_id: Any = "",
     metadata: Any = None,
+    team: Any = None,
 ) -> Conversation:
+    """A new conversation of `user`'s, in `team` (a slug of one of their teams; default: their
+    default team, none for a user in no team) with an agent that team may use."""
     agent_obj = agent if isinstance(agent, Agent) else resolve_agent(agent)
+    team_obj = team if isinstance(team, Team) else resolve_team(user, team)
+    check_agent(agent_obj, team_obj)
     return Conversation.objects.create(
         owner=user,
+        team=team_obj,
         agent=agent_obj,
         title=clean_title(title),
         external_user_id=clean_external_user_id(external_user_id),

@@ -8,7 +8,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from conversations.models import Feedback, Message
+from conversations.models import Conversation, Feedback, Message
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.validation import format_count
 
@@ -36,7 +36,8 @@ def set_feedback(user: Any, message_id: UUID | str, score: Any, comment: Any = "
         )
     try:
         message = Message.objects.select_related("conversation").get(
-            pk=message_id, conversation__owner=user, role=Message.Role.ASSISTANT
+            pk=message_id, conversation__in=Conversation.objects.for_user(user),
+            role=Message.Role.ASSISTANT
         )
     except (Message.DoesNotExist, ValidationError, ValueError):
         raise NotFound(_("No such reply.")) from None
@@ -51,9 +52,9 @@ def set_feedback(user: Any, message_id: UUID | str, score: Any, comment: Any = "
 
 def clear_feedback(user: Any, message_id: UUID | str) -> None:
     deleted, _per_model = Feedback.objects.filter(
-        message_id=message_id, message__conversation__owner=user
+        message_id=message_id, message__conversation__in=Conversation.objects.for_user(user)
     ).delete()
     if not deleted and not Message.objects.filter(
-        pk=message_id, conversation__owner=user
+        pk=message_id, conversation__in=Conversation.objects.for_user(user)
     ).exists():
         raise NotFound(_("No such reply."))
