@@ -230,6 +230,14 @@ VENDOR_READ_TIMEOUT = env.float("VENDOR_READ_TIMEOUT", default=120.0)
 # characters is ~250k tokens, beyond any model's output, and bounds what one run can store.
 MAX_REPLY_CHARS = env.int("MAX_REPLY_CHARS", default=1_000_000)
 
+# Attachments (conversations/services/attachments.py): stored through STORAGES["default"], on
+# disk under MEDIA_ROOT by default (beside the SQLite file; docs/deploy.md shows S3). Never
+# served from MEDIA_URL: only through /api/v1/attachments/<id>, to those who may see the
+# conversation. 10 MB (10 * 1024 * 1024) holds any screenshot or a long PDF; each file is read
+# into memory and sent to the vendor whole.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+
 # Which environment variables an agent may name as its token (`token_env`), matched whole;
 # chatsite's own settings (SECRET_KEY, DATABASE_URL, REDIS_URL...) are refused whatever this
 # says (conversations/token_env.py). Default: upper-case names ending in _API_KEY, _TOKEN, _KEY

@@ -36,6 +36,17 @@ urlpatterns = [
         name="api_conversation",
     ),
     path(
+        "api/v1/conversations/<uuid:conversation_id>/branch",
+        api.conversation_branch,
+        name="api_conversation_branch",
+    ),
+    path(
+        "api/v1/conversations/<uuid:conversation_id>/attachments",
+        api.conversation_attachments,
+        name="api_conversation_attachments",
+    ),
+    path("api/v1/attachments/<uuid:attachment_id>", api.attachment_file, name="api_attachment"),
+    path(
         "api/v1/messages/<uuid:message_id>/feedback",
         api.message_feedback,
         name="api_message_feedback",

@@ -8,15 +8,17 @@ import functools
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from conversations import ratelimit, services
-from conversations.frames import conversation_json, message_json
+from conversations.frames import attachment_json, conversation_json, message_json
 from conversations.services import validation
 
 # 64 KiB: the largest legitimate body is 16 KB of metadata plus a title; bigger is refused
@@ -170,7 +172,9 @@ class ConversationDetail:
     def get(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
         conversation = services.get_conversation(request.user, conversation_id)
         data = conversation_json(conversation, _lang())
+        # Every branch; `active_path` says which messages the chat shows and the vendor is sent.
         data["messages"] = [message_json(m) for m in services.transcript(conversation)]
+        data.update(services.active_path(conversation).json())
         return JsonResponse(data)
 
     @staticmethod
@@ -198,6 +202,19 @@ conversations = api_view("GET", "POST")(Conversations)  # type: ignore[arg-type]
 conversation_detail = api_view("GET", "PATCH", "DELETE")(ConversationDetail)  # type: ignore[arg-type]
 
 
+class ConversationBranch:
+    @staticmethod
+    def put(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+        """The branch through `message_id` (its newest descendant) becomes the active path."""
+        conversation = services.get_conversation(request.user, conversation_id)
+        body = _json_body(request)
+        _unknown_fields(body, {"message_id"})
+        return JsonResponse(services.select_branch(conversation, body.get("message_id")).json())
+
+
+conversation_branch = api_view("PUT")(ConversationBranch)  # type: ignore[arg-type]
+
+
 class MessageFeedback:
     @staticmethod
     def put(request: HttpRequest, message_id: UUID) -> HttpResponse:
@@ -215,6 +232,79 @@ class MessageFeedback:
 
 
 message_feedback = api_view("PUT", "DELETE")(MessageFeedback)  # type: ignore[arg-type]
+
+
+# The multipart envelope around the one file part: boundaries and part headers are a few
+# hundred bytes; 64 KiB leaves room for a long file name. A larger body is refused from its
+# Content-Length without reading the file. (The CSRF and text middlewares have parsed the body
+# by then, spooling a large one to a temporary file: in production nginx's
+# client_max_body_size bounds it, docs/deploy.md.)
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _content_length(request: HttpRequest) -> int:
+    value = request.headers.get("Content-Length") or "0"
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
+class ConversationAttachments:
+    @staticmethod
+    def post(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+        """Upload one file (multipart, exactly one part named `file`) into the conversation,
+        to be sent with a later `message.send` (docs/protocol.md)."""
+        services.get_conversation(request.user, conversation_id)  # 404 before anything else
+        limit = services.attachment_max_bytes()
+        if _content_length(request) > limit + MULTIPART_OVERHEAD:
+            raise services.attachment_too_large(limit)
+        if request.content_type != "multipart/form-data":
+            raise services.InvalidInput(
+                "invalid", _("Send the file as multipart/form-data, in one part named “file”."),
+                field="file", status=415)
+        try:
+            files, fields = request.FILES, request.POST
+        except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent):
+            raise services.InvalidInput(
+                "invalid", _("The multipart body could not be read."), field="file",
+            ) from None
+        parts = files.getlist("file")
+        if len(parts) != 1 or len(files) != 1 or len(fields):
+            raise services.InvalidInput(
+                "invalid", _("Send exactly one part, named “file”."), field="file")
+        attachment = services.upload_attachment(request.user, conversation_id, parts[0])
+        return JsonResponse(attachment_json(attachment), status=201)
+
+
+conversation_attachments = api_view("POST")(ConversationAttachments)  # type: ignore[arg-type]
+
+
+def content_disposition(name: str, *, inline: bool) -> str:
+    """RFC 6266: an ASCII `filename` for old clients and the exact name in `filename*`."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
+                       for c in name) or "file"
+    return (f"{'inline' if inline else 'attachment'}; filename=\"{fallback}\"; "
+            f"filename*=UTF-8''{quote(name, safe='')}")
+
+
+class AttachmentFile:
+    @staticmethod
+    def get(request: HttpRequest, attachment_id: UUID) -> HttpResponse:
+        """The file, to those who may see its conversation (its owner, reviewers); images
+        inline (thumbnails), everything else as a download."""
+        attachment = services.get_attachment(request.user, attachment_id)
+        content_type = attachment.content_type
+        if content_type.startswith("text/") or content_type == "application/json":
+            content_type += "; charset=utf-8"
+        response = FileResponse(services.open_attachment(attachment), content_type=content_type)
+        response["Content-Length"] = str(attachment.size)
+        response["Content-Disposition"] = content_disposition(
+            attachment.name, inline=attachment.content_type in services.ATTACHMENT_IMAGE_TYPES)
+        # The sniffed type is the only one: no browser may guess another from the bytes.
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+attachment_file = api_view("GET")(AttachmentFile)  # type: ignore[arg-type]
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

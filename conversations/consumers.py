@@ -25,6 +25,7 @@ from conversations import backpressure, ratelimit, services, sessions
 from conversations import layer as layer_calls
 from conversations.frames import (
     active_run,
+    conversation_forked,
     conversation_json,
     error_frame,
     localize_frame,
@@ -320,12 +321,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             content=frame.get("content"),
             client_id=frame.get("client_id"),
             metadata=frame.get("metadata"),
+            attachments=frame.get("attachments"),
         )
         if accepted.assistant_message is None:
             # A repeated client_id: acknowledge again, never run twice.
             msg = await database_sync_to_async(
-                lambda: message_json(Message.objects.prefetch_related("tool_calls").get(
-                    pk=accepted.user_message.pk)))()
+                lambda: message_json(services.stored_message(accepted.user_message.pk)))()
             await self.send_frame(message_created(msg))
             return
         await relay.start(accepted, owner=self.send_frame, owner_channel=self.channel_name)
@@ -351,9 +352,51 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         )
         await relay.start(accepted, owner=self.send_frame, owner_channel=self.channel_name)
 
+    async def on_regenerate(self, frame: dict[str, Any]) -> None:
+        await self._start_edit(services.regenerate_reply, frame,
+                               message_id=frame.get("message_id"))
+
+    async def on_edit(self, frame: dict[str, Any]) -> None:
+        await self._start_edit(services.edit_message, frame, message_id=frame.get("message_id"),
+                               content=frame.get("content"))
+
+    async def _start_edit(self, use_case: Any, frame: dict[str, Any], **fields: Any) -> None:
+        """message.regenerate / message.edit: a new branch here, or a fork (services.edits)."""
+        if refusal := await database_sync_to_async(ratelimit.check_send)(self.scope["user"].pk):
+            await self.send_frame(refusal.frame(client_id=_client_id(frame)))
+            return
+        accepted = await database_sync_to_async(use_case)(
+            self.conversation_id, self.scope["user"], client_id=frame.get("client_id"), **fields)
+        if accepted.forked:
+            # The reply runs in the new conversation; this socket is told where to go.
+            if accepted.assistant_message is not None:
+                await relay.start(accepted)
+            data = await database_sync_to_async(conversation_json)(
+                accepted.conversation, self.language)
+            await self.send_frame(conversation_forked(data, _client_id(frame)))
+            return
+        if accepted.assistant_message is None:
+            msg = await database_sync_to_async(
+                lambda: message_json(services.stored_message(accepted.user_message.pk)))()
+            await self.send_frame(message_created(msg))
+            return
+        await relay.start(accepted, owner=self.send_frame, owner_channel=self.channel_name)
+
+    async def on_select_branch(self, frame: dict[str, Any]) -> None:
+        """branch.select: the branch through `message_id` becomes the active path, and every
+        socket of the conversation (any process) is sent a fresh conversation.sync (through
+        services.branch_selected, as for the API)."""
+        await database_sync_to_async(services.select_branch)(
+            await database_sync_to_async(services.get_conversation)(
+                self.scope["user"], self.conversation_id),
+            frame.get("message_id"))
+
     HANDLERS = {
         "ping": on_ping,
         "message.send": on_send,
+        "message.regenerate": on_regenerate,
+        "message.edit": on_edit,
+        "branch.select": on_select_branch,
         "run.cancel": on_cancel,
         "interrupt.resume": on_resume,
     }
@@ -376,6 +419,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.closing = True  # nothing more is sent to a socket that is no longer logged in
         await self.close(code=sessions.CLOSE_SESSION_ENDED)
 
+    async def branch_changed(self, event: dict[str, Any]) -> None:
+        """Another socket (or the API) picked a branch: show the new active path."""
+        await self.resync()
+
+    async def resync(self) -> None:
+        with translation.override(self.language):
+            await self.send_frame(fit_sync(await self._sync_frame()))
+
     async def conversation_deleted(self, event: dict[str, Any]) -> None:
         # 4404: the client stops reconnecting to a conversation that is gone.
         await self.close(code=4404)
@@ -393,7 +444,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         send_close(code=CLOSE_SERVICE_RESTART, reasonUtf8=b"service restart", isReply=False)
 
     async def _sync_frame(self) -> dict[str, Any]:
-        conversation, messages, stored, complete = await database_sync_to_async(self._load)()
+        conversation, messages, stored, complete, branches = await database_sync_to_async(
+            self._load)()
         # The live text, taken after joining the group: anything published since is delivered
         # after this frame and overlaps it (dropped by offset), so there is no gap.
         run = relay.local_run(self.conversation_id)
@@ -401,20 +453,24 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if active is None and stored is not None:
             live = await relay.remote_snapshot(self.conversation_id)
             active = live if live and live.get("message_id") == stored["message_id"] else stored
-        return sync_frame(conversation, messages, complete, active)
+        return sync_frame(conversation, messages, complete, active, branches)
 
     def _load(
         self,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, bool]:
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, bool,
+               dict[str, list[str]]]:
         services.reap_orphaned_runs()
         conversation = services.get_conversation(self.scope["user"], self.conversation_id)
-        messages, complete = services.recent_messages(conversation, SYNC_MESSAGES)
+        messages, path = services.path_transcript(conversation, limit=SYNC_MESSAGES)
+        complete = len(path.ids) <= SYNC_MESSAGES
+        sent = {str(m.pk) for m in messages}
+        branches = {pk: ids for pk, ids in path.branches.items() if pk in sent}
         stored = None
         for m in messages:
             if m.status == Message.Status.STREAMING:
                 stored = active_run(str(m.id), m.content, [], m.status)
         return (conversation_json(conversation, self.language),
-                [message_json(m) for m in messages], stored, complete)
+                [message_json(m) for m in messages], stored, complete, branches)
 
 
 def _client_id(frame: Any) -> str | None:

@@ -12,7 +12,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
-from conversations.models import Conversation, Message, ToolCall, display_title, pick_title
+from django.urls import reverse
+
+from conversations.models import (
+    Attachment,
+    Conversation,
+    Message,
+    ToolCall,
+    display_title,
+    pick_title,
+)
 from conversations.providers import capabilities
 
 
@@ -49,6 +58,18 @@ class ConversationSync(TypedDict):
     messages: list[dict[str, Any]]
     messages_complete: bool
     active_run: ActiveRun | None
+    # Message id -> its siblings' ids (itself included, oldest first), for the messages sent
+    # that have alternatives (services.branches).
+    branches: dict[str, list[str]]
+
+
+class ConversationForked(TypedDict):
+    """Regenerate or edit on a vendor that keeps its own history: the reply runs in `conversation`,
+    a new conversation forked from this one."""
+
+    type: Literal["conversation.forked"]
+    conversation: dict[str, Any]
+    client_id: str | None
 
 
 class MessageFrame(TypedDict):
@@ -134,7 +155,8 @@ class Pong(TypedDict):
 
 
 Frame = (
-    ConversationSync | MessageFrame | MessageDelta | ReasoningDeltaFrame | ToolCallStartedFrame
+    ConversationSync | ConversationForked | MessageFrame | MessageDelta | ReasoningDeltaFrame
+    | ToolCallStartedFrame
     | ToolCallDeltaFrame | ToolCallCompletedFrame | ToolCallResultFrame | MessageData
     | InterruptRequestedFrame | ConversationUpdated | ErrorFrame | Pong
 )
@@ -208,7 +230,8 @@ def tool_call_json(call: ToolCallLike) -> ToolCallJSON:
 
 def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> dict[str, Any]:
     """`tool_calls` defaults to the rows attached by services.transcript (`tool_call_rows`) or
-    prefetched; pass `[]` for a message just created (no query, safe in async code)."""
+    prefetched; pass `[]` for a message just created (no query, safe in async code).
+    `attachments` are the rows services attached (`attachment_rows`), else none: never a query."""
     if tool_calls is not None:
         calls = tool_calls
     elif hasattr(message, "tool_call_rows"):
@@ -232,6 +255,19 @@ def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> 
         "ttft_ms": message.ttft_ms,
         "extra": message.extra,
         "feedback": _feedback_json(message),
+        "attachments": [attachment_json(a) for a in getattr(message, "attachment_rows", ())],
+    }
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    """An uploaded file (the upload's answer, and each of a user message's `attachments`);
+    `url` serves it to those who may see the conversation."""
+    return {
+        "id": str(attachment.id),
+        "name": attachment.name,
+        "size": attachment.size,
+        "content_type": attachment.content_type,
+        "url": reverse("api_attachment", args=[attachment.id]),
     }
 
 
@@ -252,9 +288,15 @@ def active_run(message_id: str, content: str, tool_calls: Iterable[ToolCallLike]
 
 
 def sync_frame(conversation: dict[str, Any], messages: list[dict[str, Any]], complete: bool,
-               active: ActiveRun | None) -> ConversationSync:
+               active: ActiveRun | None,
+               branches: dict[str, list[str]] | None = None) -> ConversationSync:
     return {"type": "conversation.sync", "conversation": conversation, "messages": messages,
-            "messages_complete": complete, "active_run": active}
+            "messages_complete": complete, "active_run": active, "branches": branches or {}}
+
+
+def conversation_forked(conversation: dict[str, Any],
+                        client_id: str | None) -> ConversationForked:
+    return {"type": "conversation.forked", "conversation": conversation, "client_id": client_id}
 
 
 # The per-event builders below run once per vendor delta: one dict literal each, nothing more.

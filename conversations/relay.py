@@ -58,6 +58,8 @@ class Viewer(Protocol):
 
     async def close_for_restart(self) -> None: ...
 
+    async def resync(self) -> None: ...
+
 # Retry bounds of the process bus listener during a channel-layer outage: quick enough to
 # honour a "stop" soon after Redis is back, slow enough not to spin while it is down.
 CONTROL_RETRY_MIN = 0.5
@@ -1001,6 +1003,23 @@ async def notify_deleted(conversation_id: UUID | str) -> None:
         logger.warning("could not notify sockets of deleted %s", conversation_id, exc_info=True)
 
 
+async def notify_branch_changed(conversation_id: UUID | str) -> None:
+    """Every socket of the conversation, in every process, resyncs to the new active path."""
+    try:
+        await layer_calls.group_send(conversation_group(conversation_id),
+                                     {"type": "branch.changed"}, get_channel_layer())
+    except layer_calls.LayerUnavailable:
+        # Logged by layer_calls: this process's sockets resync now; others on reconnect.
+        for viewer in list(relay.viewers.get(str(conversation_id), {}).values()):
+            with contextlib.suppress(Exception):
+                await viewer.resync()
+
+
+def _on_branch_selected(sender: Any, conversation_id: UUID | str, **kwargs: Any) -> None:
+    # Sent by services.select_branch on commit, from a sync thread (the API).
+    async_to_sync(notify_branch_changed)(conversation_id)
+
+
 def _on_conversation_deleted(sender: Any, conversation_id: UUID | str, **kwargs: Any) -> None:
     # Sent on commit by services.delete_conversation, from a sync thread (a view, the API).
     async_to_sync(notify_deleted)(conversation_id)
@@ -1011,3 +1030,5 @@ def connect_receivers() -> None:
     (web, API, management commands) tells the sockets; services never import the relay."""
     services.conversation_deleted.connect(
         _on_conversation_deleted, dispatch_uid="conversations.relay.notify_deleted")
+    services.branch_selected.connect(
+        _on_branch_selected, dispatch_uid="conversations.relay.notify_branch_changed")

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -18,8 +19,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from conversations import ratelimit, services
 from conversations.forms import NewConversationForm, RenameForm
-from conversations.frames import conversation_json, message_json
-from conversations.models import Conversation
+from conversations.frames import capabilities_json, conversation_json, message_json
+from conversations.models import Agent, Conversation
+
+# The home page's draft conversation id: its URLs carry it until the first send creates the
+# real conversation, whose id the script (static/chat/draft.js) puts in their place.
+DRAFT_ID = UUID(int=0)
 
 
 def _query(**params: str) -> str:
@@ -64,15 +69,56 @@ def _sidebar(request: HttpRequest, current_id: UUID | None = None) -> dict[str, 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """The chat page with no conversation yet (a draft): type at once; the first send creates
+    the conversation and the page becomes its chat without a reload (static/chat/draft.js)."""
     sidebar = _sidebar(request)
+    agents = list(Agent.objects.active())
+    if not agents:
+        return render(request, "conversations/home.html", {**sidebar, "agents": agents})
+    agent = services.last_used_agent(request.user, agents)
     # Filtered by customer: a new conversation is most likely about that customer too.
-    initial = {"external_user_id": sidebar["customer"]} if sidebar["customer"] else {}
-    form = NewConversationForm(initial=initial)
+    customer = sidebar["customer"]
+    draft = Conversation(id=DRAFT_ID, owner=request.user, agent=agent,
+                         external_user_id=customer)
+    language = get_language() or "en"
+    chat_url = reverse("chat", args=[DRAFT_ID])
+    if sidebar["chat_query"]:
+        chat_url = f"{chat_url}?{sidebar['chat_query']}"
+    # A new conversation tops the first page of the active list, whatever the customer filter
+    # (it carries that customer); a search or another page may not show it.
+    listed = not (sidebar["q"] or sidebar["show_archived"] or sidebar["page_obj"].number > 1)
+    initial_state = {
+        "conversation": {**conversation_json(draft, language), "id": None},
+        "messages": [],
+        "ws_path": None,
+        "user_message_max": services.CONTENT_MAX_CHARS,
+        "draft": {
+            "placeholder_id": str(DRAFT_ID),
+            "create_url": reverse("api_conversations"),
+            "chat_url": chat_url,
+            "ws_path": f"/ws/conversations/{DRAFT_ID}/",
+            "customer": customer,
+            "listed": listed,
+            "agents": [
+                {"slug": a.slug, "name": a.name,
+                 "capabilities": capabilities_json(a.provider, a.options)}
+                for a in agents
+            ],
+        },
+    }
     return render(
         request,
         "conversations/home.html",
-        # `agents`: the template offers the form only when there is an agent to talk to.
-        {**sidebar, "form": form, "agents": form.fields["agent"].queryset.exists()},
+        {
+            **sidebar,
+            "agents": agents,
+            "conversation": draft,
+            "draft": True,
+            "rename_form": RenameForm(),
+            "initial_state": initial_state,
+            "metadata_json": "{}",
+            "more_options_query": _query(agent=agent.slug, customer=customer),
+        },
     )
 
 
@@ -80,7 +126,13 @@ def home(request: HttpRequest) -> HttpResponse:
 @ratelimit.limit_form_writes
 @require_http_methods(["GET", "POST"])
 def conversation_new(request: HttpRequest) -> HttpResponse:
-    form = NewConversationForm(request.POST or None)
+    # "More options…" on the home page carries its agent and customer filter.
+    customer = request.GET.get("customer", "").strip()[: services.EXTERNAL_USER_ID_MAX_CHARS]
+    initial = {"external_user_id": customer}
+    agent = request.GET.get("agent", "")
+    if agent and Agent.objects.active().filter(slug=agent).exists():
+        initial["agent"] = agent
+    form = NewConversationForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             conversation = services.create_conversation(
@@ -104,11 +156,14 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 def chat(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = _conversation(request, conversation_id)
     language = get_language() or "en"
+    messages, path = services.path_transcript(conversation)
     initial_state = {
         "conversation": conversation_json(conversation, language),
-        "messages": [message_json(m) for m in services.transcript(conversation)],
+        "messages": [message_json(m) for m in messages],
+        "branches": path.branches,
         "ws_path": f"/ws/conversations/{conversation.id}/",
         "user_message_max": services.CONTENT_MAX_CHARS,
+        "attachment_max_bytes": services.attachment_max_bytes(),
     }
     return render(
         request,

@@ -80,8 +80,13 @@ def test_it_runs_the_keyboard_shortcuts(page: Any, server: LiveServer):
                            timeout=5_000)
     assert last_reply(page).locator(".message-stopped").is_visible()
 
-    # ArrowUp in the empty composer brings the last message back.
+    # ArrowUp in the empty composer edits the last message, inline; Esc leaves the editor.
     page.wait_for_function("() => !document.getElementById('composer-input').disabled")
     page.fill("#composer-input", "")
     page.press("#composer-input", "ArrowUp")
-    assert page.input_value("#composer-input") == "Please write a long answer"
+    editor = page.locator("article.message[data-role=user] .edit-input").last
+    editor.wait_for(timeout=5_000)
+    assert editor.input_value() == "Please write a long answer"
+    assert page.evaluate("() => document.activeElement.classList.contains('edit-input')")
+    editor.press("Escape")
+    assert page.locator(".edit-input").count() == 0

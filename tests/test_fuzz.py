@@ -400,7 +400,7 @@ def requests(draw: st.DrawFn) -> tuple[str, str, str, str]:
         content_type, body = "application/x-www-form-urlencoded", draw(form_bodies)
     method = draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"]))
     path = template.replace("{conversation_id}", draw(ids(CONVERSATION_ID))).replace(
-        "{message_id}", draw(ids(REPLY_ID)))
+        "{message_id}", draw(ids(REPLY_ID))).replace("{attachment_id}", draw(ids(REPLY_ID)))
     query = draw(queries)
     return method, path + ("?" + query if query else ""), content_type, body
 

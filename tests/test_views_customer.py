@@ -117,9 +117,14 @@ def test_it_keeps_the_filter_across_pages(alice_client: Client, alice: Any, bob:
 
 def test_it_prefills_the_new_conversation_form_with_the_customer(alice_client: Client,
                                                                   cases: Any):
+    # The home page is a composer (tests/test_home_composer.py): its draft is about the
+    # customer, and its "More options…" form is prefilled with them.
     r = alice_client.get("/?customer=cust-7")
-    assert r.context["form"]["external_user_id"].value() == "cust-7"
-    assert 'class="stacked-form new-conversation-form"' in r.content.decode()
+    assert r.context["conversation"].external_user_id == "cust-7"
+    assert 'href="/conversations/new?agent=demo&amp;customer=cust-7"' in r.content.decode()
+    form = alice_client.get("/conversations/new?agent=demo&customer=cust-7")
+    assert form.context["form"]["external_user_id"].value() == "cust-7"
+    assert 'class="stacked-form new-conversation-form"' in form.content.decode()
 
 
 def test_it_links_the_chat_page_to_the_customers_conversations(alice_client: Client,

@@ -95,15 +95,15 @@ class ConversationAdmin(admin.ModelAdmin):
         (gettext_lazy("Conversation"), {
             "fields": [
                 "id", "owner", "agent", "title", "generated_titles", "external_user_id",
-                "metadata_block", "vendor_conversation_id", "archived", "created_at",
-                "updated_at",
+                "metadata_block", "vendor_conversation_id", "forked_from", "archived",
+                "created_at", "updated_at",
             ],
         }),
     ]
     readonly_fields = [
         "reviewed_by", "reviewed_at", "id", "owner", "agent", "title", "generated_titles",
-        "external_user_id", "metadata_block", "vendor_conversation_id", "archived",
-        "created_at", "updated_at",
+        "external_user_id", "metadata_block", "vendor_conversation_id", "forked_from",
+        "archived", "created_at", "updated_at",
     ]
     actions = [mark_reviewed, mark_flagged, add_label, export_csv, export_jsonl]
 
@@ -207,7 +207,7 @@ class ConversationAdmin(admin.ModelAdmin):
         conversation = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if conversation is not None:
-            context["transcript"] = transcript_views(conversation)
+            context["transcript"] = transcript_views(conversation, request.GET.get("branch"))
         return super().change_view(request, object_id, form_url, context)
 
     def save_model(

@@ -26,7 +26,14 @@ from conversations.events import (
     ToolCallStarted,
     Usage,
 )
-from conversations.providers.base import IMAGE_TYPES, TEXT_TYPES, Capabilities, Provider, RunRequest
+from conversations.providers.base import (
+    IMAGE_TYPES,
+    TEXT_TYPES,
+    Capabilities,
+    FilePart,
+    Provider,
+    RunRequest,
+)
 
 # The quoted message is cut to 280 characters so a pasted essay does not turn a ~5 s demo into a
 # minute-long one.
@@ -176,7 +183,19 @@ def _reply(request: RunRequest) -> str:
         if earlier
         else ""
     )
-    return REPLY.format(quote=quote or "> (an empty message)", history=history)
+    quote = quote or ("> (no text)" if request.attachments else "> (an empty message)")
+    if request.attachments:
+        quote += "".join(f"\n\nI received {describe_file(f)}." for f in request.attachments)
+    return REPLY.format(quote=quote, history=history)
+
+
+def describe_file(part: FilePart) -> str:
+    """"screenshot.png (image/png, 12 KB)": what the demo says it was sent."""
+    size = (f"{round(len(part.data) / 1024)} KB" if len(part.data) >= 1024
+            else f"{len(part.data)} bytes")
+    # The name is the user's: backticks keep markdown in it from rendering.
+    name = part.name.replace("`", "'")
+    return f"`{name}` ({part.content_type}, {size})"
 
 
 def _pieces(text: str) -> list[str]:

@@ -51,6 +51,7 @@ from conversations.providers.base import (
     TEXT_TYPES,
     AgentConfig,
     Capabilities,
+    FilePart,
     Provider,
     RunRequest,
     Timeouts,
@@ -234,6 +235,7 @@ class DynamiqProvider(Provider):
                     # send then fails or is cancelled: the next message reuses the conversation.
                     yield VendorConversation(conversation_id)
                 run.conversation_id = conversation_id
+                files = [await self._upload(client, agent, part) for part in request.attachments]
                 try:
                     stream = await stack.enter_async_context(
                         open_sse(
@@ -241,7 +243,7 @@ class DynamiqProvider(Provider):
                             "POST",
                             f"{_conversation_url(_root(agent), conversation_id, 'v3')}/messages",
                             agent=agent,
-                            json=_message_body(request),
+                            json=_message_body(request, files),
                             headers=headers,
                         )
                     )
@@ -260,6 +262,30 @@ class DynamiqProvider(Provider):
                     if isinstance(event, TERMINAL_EVENTS):
                         return
         # No terminal event: the relay reports the reply as truncated.
+
+    async def _upload(self, client: httpx.AsyncClient, agent: AgentConfig,
+                      part: FilePart) -> dict[str, str]:
+        """`POST /v1/files` on the Runs API host (multipart, one `file` part; answered with
+        `{data: {id, name, size, mime_type}}`): the `file` content part's `{id, name}`."""
+        response = await client.post(
+            f"{_runs_root(agent)}/v1/files",
+            files={"file": (part.name, part.data, part.content_type)},
+            headers={"Accept": "application/json", **self.auth_headers(agent)},
+        )
+        try:
+            body: Any = json.loads(response.content)
+        except ValueError:
+            body = None
+        data = body.get("data") if isinstance(body, dict) else None
+        file_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(file_id, str) or not file_id:
+            raise VendorError(
+                ErrorCode.VENDOR_PROTOCOL,
+                f"Dynamiq gave no id for the uploaded file {part.name}.",
+                details={"body": body if body is not None else response.text[:200]},
+            )
+        name = data.get("name") if isinstance(data.get("name"), str) else ""
+        return {"id": file_id, "name": name or part.name}
 
     async def _create_conversation(self, client: httpx.AsyncClient, request: RunRequest) -> str:
         agent = request.agent
@@ -542,14 +568,19 @@ def _failure_message(data: Any) -> str:
     return ""
 
 
-def _message_body(request: RunRequest) -> dict[str, Any]:
+def _message_body(request: RunRequest, files: list[dict[str, str]] | None = None
+                  ) -> dict[str, Any]:
     options = request.agent.options
     body: dict[str, Any] = {}
     if options.get("model_id") not in (None, ""):
         body["model_id"] = str(options["model_id"])
-    # Dynamiq keeps the conversation's history itself: only the new message is sent. File parts
-    # would go here; chatsite has no attachments yet.
-    body["content"] = [{"type": "text", "text": request.message}]
+    # Dynamiq keeps the conversation's history itself: only the new message is sent, with a
+    # `file` part per uploaded file (`_upload`); a message of files alone has no text part.
+    content: list[dict[str, Any]] = []
+    if request.message or not files:
+        content.append({"type": "text", "text": request.message})
+    content.extend({"type": "file", "file": file} for file in files or ())
+    body["content"] = content
     body["subagents_enabled"] = bool(options.get("subagents_enabled", False))
     return body
 

@@ -7,9 +7,16 @@ with empty or null `choices` carries the usage; the stream ends with `data: [DON
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import json
+import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+import httpx
 
 from conversations.events import (
     ErrorCode,
@@ -18,6 +25,7 @@ from conversations.events import (
     RunCompleted,
     RunFailed,
     TextDelta,
+    TitleGenerated,
     ToolCallDelta,
     Usage,
 )
@@ -35,10 +43,13 @@ from conversations.providers.sse import (
     json_or_text,
     open_sse,
     parse_json,
+    request_json,
     vendor_error_message,
 )
 from conversations.providers.toolcalls import ToolCalls
 from conversations.providers.usage import parse_usage
+
+logger = logging.getLogger(__name__)
 
 HISTORY_ROLES = frozenset({"user", "assistant", "system"})
 # Optional agent options passed through to the request body when set.
@@ -53,7 +64,46 @@ class OpenAIProvider(Provider):
     required_options = {"model": "model name sent to /chat/completions, e.g. gpt-4o-mini"}
     base_url_hint = " (e.g. https://api.openai.com/v1)."
 
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> list[str]:
+        problems = super().validate_options(options)
+        title_model = options.get("title_model")
+        if title_model not in (None, "") and not isinstance(title_model, str):
+            problems.append(f"option 'title_model' must be a model name, not {title_model!r}")
+        return problems
+
     async def stream(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
+        """The reply; then, for an untitled conversation's first exchange with `title_model`
+        set, one more completion naming the conversation, before the terminal RunCompleted."""
+        async with contextlib.aclosing(self._reply(request)) as events:  # type: ignore[type-var]
+            async for event in events:
+                if isinstance(event, RunCompleted) and wants_title(request):
+                    title = await self._generate_title(request)
+                    if title:
+                        yield TitleGenerated({TITLE_LOCALE: title})
+                yield event
+
+    async def _generate_title(self, request: RunRequest) -> str:
+        """One non-streaming completion with `title_model`; "" when it fails, which is only
+        logged: the reply is complete whatever happens here."""
+        agent = request.agent
+        url = f"{self.base_url(agent, self.default_base_url)}/chat/completions"
+        try:
+            async with asyncio.timeout(TITLE_SECONDS), build_client(self.timeouts) as client:
+                body = await request_json(client, "POST", url, agent=agent,
+                                          json=title_body(request),
+                                          headers=self.auth_headers(agent))
+        except (VendorError, httpx.HTTPError, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, VendorError) else str(exc)
+            logger.info("OpenAI title for agent %s failed (%s): %s", agent.slug,
+                        type(exc).__name__, agent.redactor().text(reason))
+            return ""
+        title = clean_title(completion_text(body))
+        if not title:
+            logger.info("OpenAI title for agent %s: the answer held no title", agent.slug)
+        return title
+
+    async def _reply(self, request: RunRequest) -> AsyncIterator[ProviderEvent]:
         agent = request.agent
         base_url = self.check_agent(agent)
         async with (
@@ -104,7 +154,7 @@ class OpenAIProvider(Provider):
     @staticmethod
     def request_body(request: RunRequest) -> dict[str, Any]:
         options = request.agent.options
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, Any]] = []
         if options.get("system_prompt"):
             messages.append({"role": "system", "content": str(options["system_prompt"])})
         messages.extend(
@@ -114,7 +164,7 @@ class OpenAIProvider(Provider):
             # run) are refused by several compatible backends.
             if turn.role in HISTORY_ROLES and turn.content
         )
-        messages.append({"role": "user", "content": request.message})
+        messages.append({"role": "user", "content": user_content(request)})
         body: dict[str, Any] = {
             "model": options["model"],
             "messages": messages,
@@ -125,6 +175,98 @@ class OpenAIProvider(Provider):
             if options.get(name) not in (None, ""):
                 body[name] = options[name]
         return body
+
+
+def user_content(request: RunRequest) -> str | list[dict[str, Any]]:
+    """The user turn's `content`: the text alone, or with files the parts of a multimodal
+    message: the text, then each image as an `image_url` part holding a data URL and each text
+    file inline as a text part headed by its name."""
+    if not request.attachments:
+        return request.message
+    parts: list[dict[str, Any]] = []
+    if request.message:
+        parts.append({"type": "text", "text": request.message})
+    for part in request.attachments:
+        if part.content_type in IMAGE_TYPES:
+            data = base64.b64encode(part.data).decode("ascii")
+            parts.append({"type": "image_url",
+                          "image_url": {"url": f"data:{part.content_type};base64,{data}"}})
+        elif part.content_type in TEXT_TYPES:
+            text = part.data.decode("utf-8-sig", errors="replace")
+            parts.append({"type": "text", "text": f"{part.name}:\n\n{text}"})
+        else:  # services refuse what `capabilities` lacks before calling the vendor
+            raise VendorError(ErrorCode.VENDOR_BAD_REQUEST,
+                              f"{part.name} ({part.content_type}) cannot be sent to this agent.")
+    return parts
+
+
+# Titles (`title_model`) --------------------------------------------------------------------------
+
+# One short completion: past this, the finished reply is not held back any longer for a title.
+TITLE_SECONDS = 15.0
+# The issue's "short title": one line of the sidebar, as the title taken from the first message.
+TITLE_MAX_CHARS = 60
+# Enough of the first message to name the conversation; a pasted log is not sent twice whole.
+TITLE_SOURCE_MAX_CHARS = 4_000
+# The title's key in Conversation.generated_titles: BCP 47 "undetermined", since the model writes
+# in the message's language, whichever it is (models.pick_title falls back to the only one).
+TITLE_LOCALE = "und"
+TITLE_PROMPT = (
+    f"Write a short title, at most {TITLE_MAX_CHARS} characters, for a conversation that starts "
+    "with the user's message below. Write it in the same language as the message. Answer with "
+    "the title only: no quotes, no final period."
+)
+# Reasoning models served by some compatible backends (Ollama, vLLM) think aloud in `content`.
+THINKING = re.compile(r"<think>.*?</think>", re.S | re.I)
+TITLE_PREFIX = re.compile(r"^(?:\*\*)?title(?:\*\*)?\s*:\s*", re.I)
+QUOTES = "\"'“”‘’«»`*#_ "
+
+
+def wants_title(request: RunRequest) -> bool:
+    """`title_model` is set, this is the conversation's first exchange and it has no title."""
+    model = request.agent.options.get("title_model")
+    return (
+        isinstance(model, str) and bool(model.strip())
+        and not request.history and not request.title and request.resume is None
+        and bool(request.message.strip())
+    )
+
+
+def title_body(request: RunRequest) -> dict[str, Any]:
+    return {
+        "model": str(request.agent.options["title_model"]).strip(),
+        "messages": [
+            {"role": "system", "content": TITLE_PROMPT},
+            {"role": "user", "content": request.message[:TITLE_SOURCE_MAX_CHARS]},
+        ],
+        "stream": False,
+    }
+
+
+def completion_text(body: Any) -> str:
+    """The first choice's text of a `chat.completion` ("" when there is none)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):  # content parts, from some compatible backends
+        content = "".join(p.get("text", "") for p in content
+                          if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content if isinstance(content, str) else ""
+
+
+def clean_title(text: str) -> str:
+    """The model's answer as a title: its first line with text, without a "Title:" label,
+    quotes or a final period, cut on a word boundary at TITLE_MAX_CHARS with "…"."""
+    text = THINKING.sub("", text)
+    line = next((" ".join(ln.split()) for ln in text.splitlines() if ln.strip()), "")
+    line = TITLE_PREFIX.sub("", line).strip(QUOTES).rstrip(".").strip(QUOTES)
+    if len(line) <= TITLE_MAX_CHARS:
+        return line
+    cut = line[: TITLE_MAX_CHARS - 1]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return f"{cut.rstrip()}…"
 
 
 class _ChunkMerger:

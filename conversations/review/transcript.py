@@ -19,6 +19,8 @@ from markdown_it.common.utils import escapeHtml
 
 from conversations import services
 from conversations.models import Conversation, Message, ToolCall
+from conversations.review.math import CLASSES as MATH_CLASSES
+from conversations.review.math import math_plugin
 
 # Markdown ------------------------------------------------------------------------------------
 
@@ -26,11 +28,11 @@ from conversations.models import Conversation, Message, ToolCall
 ALLOWED_TAGS = {
     "a", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
     "pre", "code", "span", "em", "strong", "del", "s", "sup", "sub",
-    "table", "thead", "tbody", "tr", "th", "td",
+    "table", "thead", "tbody", "tr", "th", "td", "div",
 }
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"}, "code": {"class"}, "ol": {"start"}, "th": {"class"},
-    "td": {"class"},
+    "td": {"class"}, "span": {"class"}, "div": {"class"},
 }
 # A table column's alignment as markdown-it writes it (style="text-align:right"), and the class
 # it becomes: the CSP allows no style attributes (settings.py), review.css styles the classes.
@@ -59,6 +61,7 @@ def _align_as_class(state: Any) -> None:
 
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+_markdown.use(math_plugin)  # TeX kept as escaped text for static/review/math.js
 _markdown.add_render_rule("image", _image_as_link)
 _markdown.core.ruler.push("align_as_class", _align_as_class)
 
@@ -66,6 +69,8 @@ _markdown.core.ruler.push("align_as_class", _align_as_class)
 def _keep_attribute(tag: str, name: str, value: str) -> str | None:
     if name == "class" and tag in ("th", "td"):
         return value if value in ALIGN_CLASSES.values() else None
+    if name == "class" and tag in ("span", "div"):
+        return value if value in MATH_CLASSES else None
     if name == "class":
         # Only the fence's language marker, e.g. "language-python".
         return value if value.startswith("language-") and value[9:].isalnum() else None
@@ -100,7 +105,9 @@ def pretty_json(value: Any) -> str:
 
 # Keys of Message.extra with a place of their own; the others are vendor data blocks.
 EXTRA_KEYS_SHOWN_APART = frozenset(
-    {"reasoning", "pending_interrupt", "interrupt_answer", "answers_interrupt"}
+    {"reasoning", "pending_interrupt", "interrupt_answer", "answers_interrupt",
+     # branch bookkeeping (services.edits), shown as the sibling navigation and tags
+     "regenerated_from", "edited_from", "copied_from", "forked_from"}
 )
 
 
@@ -126,6 +133,10 @@ class MessageView:
     interrupt_answer: str | None = None
     answers_interrupt: str = ""
     feedback: Any = None
+    # Among its siblings (services.branches): (position from 1, count, previous id, next id).
+    branch: tuple[int, int, str | None, str | None] | None = None
+    edited: bool = False
+    regenerated: bool = False
 
     @property
     def anchor(self) -> str:
@@ -179,5 +190,23 @@ def message_view(message: Message) -> MessageView:
     return view
 
 
-def transcript_views(conversation: Conversation) -> list[MessageView]:
-    return [message_view(m) for m in services.transcript(conversation)]
+def transcript_views(conversation: Conversation, leaf: Any = None) -> list[MessageView]:
+    """The active path (or the branch through message `leaf`: a reviewer looks at another
+    branch without changing the user's), with each branch point's siblings."""
+    try:
+        messages, path = services.path_transcript(conversation, leaf)
+    except services.InvalidInput:  # a malformed ?branch= shows the active path
+        messages, path = services.path_transcript(conversation)
+    views = []
+    for m in messages:
+        view = message_view(m)
+        siblings = path.branches.get(str(m.pk))
+        if siblings:
+            i = siblings.index(str(m.pk))
+            view.branch = (i + 1, len(siblings), siblings[i - 1] if i else None,
+                           siblings[i + 1] if i + 1 < len(siblings) else None)
+        extra = m.extra if isinstance(m.extra, dict) else {}
+        view.edited = "edited_from" in extra
+        view.regenerated = "regenerated_from" in extra
+        views.append(view)
+    return views

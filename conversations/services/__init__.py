@@ -2,6 +2,8 @@
 
 One module per subject: `conversations` (create, list, read, change, delete, transcript),
 `runs` (accepting a message or an interrupt answer, the relay's writes, the reaper),
+`branches` (the message tree and its active path), `edits` (regenerate and edit: a branch or a
+fork),
 `feedback`, `agents` (with the admin's connection test), `review` (reviewers' stamped writes),
 `validation` (the JSON gate and every field's rules) and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
@@ -22,9 +24,21 @@ from conversations.services.agents import (
     agent_options_problems,
     check_connection,
     ensure_demo_agent,
+    last_used_agent,
     provider_kinds,
     resolve_agent,
     vendor_timeouts,
+)
+from conversations.services.attachments import IMAGE_TYPES as ATTACHMENT_IMAGE_TYPES
+from conversations.services.attachments import MAX_PER_MESSAGE as ATTACHMENTS_PER_MESSAGE
+from conversations.services.attachments import get_attachment, open_attachment, upload_attachment
+from conversations.services.attachments import max_bytes as attachment_max_bytes
+from conversations.services.attachments import too_large as attachment_too_large
+from conversations.services.branches import (
+    ActivePath,
+    active_path,
+    branch_selected,
+    select_branch,
 )
 from conversations.services.conversations import (
     PAGE_SIZE,
@@ -33,10 +47,13 @@ from conversations.services.conversations import (
     delete_conversation,
     get_conversation,
     list_conversations,
+    path_transcript,
     recent_messages,
+    stored_message,
     transcript,
     update_conversation,
 )
+from conversations.services.edits import edit_message, regenerate_reply
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.feedback import (
     FEEDBACK_COMMENT_MAX_CHARS,
@@ -85,6 +102,21 @@ __all__ = [
     "REVIEW_FIELDS",
     "TITLE_MAX_CHARS",
     "AcceptedMessage",
+    "ATTACHMENTS_PER_MESSAGE",
+    "ATTACHMENT_IMAGE_TYPES",
+    "attachment_max_bytes",
+    "attachment_too_large",
+    "get_attachment",
+    "open_attachment",
+    "upload_attachment",
+    "ActivePath",
+    "active_path",
+    "branch_selected",
+    "edit_message",
+    "path_transcript",
+    "regenerate_reply",
+    "select_branch",
+    "stored_message",
     "ConnectionResult",
     "InvalidInput",
     "NotFound",
@@ -109,6 +141,7 @@ __all__ = [
     "create_conversation",
     "delete_conversation",
     "ensure_demo_agent",
+    "last_used_agent",
     "finish_run",
     "flush_runs",
     "get_conversation",

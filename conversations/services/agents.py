@@ -17,7 +17,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
 from conversations import events as ev
-from conversations.models import Agent
+from conversations.models import Agent, Conversation
 from conversations.providers import get_provider, provider_class
 
 # Re-exported: the admin's agent form lists the kinds and imports no provider module itself.
@@ -44,6 +44,21 @@ def resolve_agent(slug: Any) -> Agent:
             status=422,
         )
     return agent
+
+
+def last_used_agent(user: Any, agents: list[Agent]) -> Agent:
+    """Among `agents` (those offered to the user), the agent of the user's most recently
+    updated conversation (stored, so it follows the user across devices), else the default
+    agent, else the first offered."""
+    last = (
+        Conversation.objects.for_user(user).filter(agent__is_active=True)
+        .order_by("-updated_at", "-pk").values_list("agent_id", flat=True).first()
+    )
+    by_id = {agent.pk: agent for agent in agents}
+    if last in by_id:
+        return by_id[last]
+    default = Agent.objects.default()
+    return default if default is not None and default.pk in by_id else agents[0]
 
 
 def vendor_timeouts() -> Timeouts:

@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message
@@ -31,6 +32,10 @@ from conversations.services.errors import InvalidInput
 Node = tuple[Any, Any, int, Any]
 
 NODE_FIELDS = ("pk", "parent_id", "seq", "extra__edited_from")
+
+# Sent on commit when a conversation's active path changes (`select_branch`), with
+# `conversation_id`: the relay has every open socket resync; services never import the relay.
+branch_selected = Signal()
 
 
 @dataclass
@@ -120,10 +125,13 @@ def select_branch(conversation: Conversation, message_id: Any) -> ActivePath:
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         tree = load_tree(locked.pk)
         if pk not in tree.parent:
-            raise InvalidInput("invalid", _("That message is not in this conversation."))
+            raise InvalidInput("invalid", _("That message is not in this conversation."),
+                               field="message_id")
         leaf = tree.newest_leaf(pk)
         locked.active_leaf_id = leaf
         locked.save(update_fields=["active_leaf_id"])
+        transaction.on_commit(lambda: branch_selected.send(
+            sender=Conversation, conversation_id=str(locked.pk)))
     conversation.active_leaf_id = leaf
     ids = tree.path(leaf)
     return ActivePath(ids, tree.branch_points(ids))
@@ -133,16 +141,19 @@ def _uuid(value: Any) -> UUID:
     if isinstance(value, UUID):
         return value
     if not isinstance(value, str):
-        raise InvalidInput("invalid", _("message_id must be a message's id."))
+        raise InvalidInput("invalid", _("message_id must be a message's id."),
+                           field="message_id")
     try:
         return UUID(value)
     except ValueError:
-        raise InvalidInput("invalid", _("message_id must be a message's id.")) from None
+        raise InvalidInput("invalid", _("message_id must be a message's id."),
+                           field="message_id") from None
 
 
 def message_in(conversation_id: Any, message_id: Any) -> Message:
     pk = _uuid(message_id)
     message = Message.objects.filter(conversation_id=conversation_id, pk=pk).first()
     if message is None:
-        raise InvalidInput("invalid", _("That message is not in this conversation."))
+        raise InvalidInput("invalid", _("That message is not in this conversation."),
+                               field="message_id")
     return message

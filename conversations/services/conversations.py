@@ -15,9 +15,10 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations.models import Agent, Conversation, Message, Team, ToolCall
+from conversations.models import Agent, Attachment, Conversation, Message, Team, ToolCall
 from conversations.providers.base import VendorError, error_for_exception
 from conversations.services.agents import agent_config, resolve_agent, vendor_timeouts
+from conversations.services.branches import ActivePath, active_path
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.teams import check_agent, resolve_team
 from conversations.services.validation import (
@@ -142,8 +143,25 @@ async def _delete_at_vendor(conversation: Conversation) -> None:
 
 
 def transcript(conversation: Conversation) -> list[Message]:
+    """Every message, every branch, in position order (the API, exports)."""
     return _with_tool_calls(list(conversation.messages.order_by("seq").select_related(
         "feedback")))
+
+
+def stored_message(message_id: Any) -> Message:
+    """One message as the transcript has it (tool calls, files, feedback): the answer to a
+    repeated frame."""
+    return _with_tool_calls([Message.objects.select_related("feedback").get(pk=message_id)])[0]
+
+
+def path_transcript(conversation: Conversation, leaf: Any = None,
+                    limit: int | None = None) -> tuple[list[Message], ActivePath]:
+    """The messages of the active path (or of the branch through message `leaf`), oldest first,
+    the last `limit` of them when given, with the path itself (services.branches)."""
+    path = active_path(conversation, leaf)
+    keep = path.ids[-limit:] if limit is not None else path.ids
+    by_pk = {m.pk: m for m in conversation.messages.filter(pk__in=keep).select_related("feedback")}
+    return _with_tool_calls([by_pk[pk] for pk in keep if pk in by_pk]), path
 
 
 def _with_tool_calls(messages: list[Message]) -> list[Message]:
@@ -156,11 +174,24 @@ def _with_tool_calls(messages: list[Message]) -> list[Message]:
             by_message[call.message_id].append(call)
     for m in messages:
         m.tool_call_rows = by_message[m.pk]  # type: ignore[attr-defined]
+    return _with_attachments(messages)
+
+
+def _with_attachments(messages: list[Message]) -> list[Message]:
+    """Attach user messages' files (`attachment_rows`, read by frames.message_json) with one
+    query, as for tool calls."""
+    by_message: dict[Any, list[Attachment]] = {m.pk: [] for m in messages}
+    ids = [m.pk for m in messages if m.role == Message.Role.USER]
+    if ids:
+        for attachment in Attachment.objects.filter(message_id__in=ids).order_by("created_at"):
+            by_message[attachment.message_id].append(attachment)
+    for m in messages:
+        m.attachment_rows = by_message[m.pk]  # type: ignore[attr-defined]
     return messages
 
 
 def recent_messages(conversation: Conversation, limit: int) -> tuple[list[Message], bool]:
-    """The latest `limit` messages, oldest first, and whether that is the whole transcript."""
-    rows = list(conversation.messages.select_related("feedback").order_by("-seq")[: limit + 1])
-    complete = len(rows) <= limit
-    return _with_tool_calls(rows[:limit][::-1]), complete
+    """The latest `limit` messages of the active path, oldest first, and whether that is the
+    whole path."""
+    messages, path = path_transcript(conversation, limit=limit)
+    return messages, len(path.ids) <= limit

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from conversations.models import Conversation, Message
 from conversations.providers import capabilities as provider_capabilities
 from conversations.providers.base import Capabilities
+from conversations.services.attachments import message_attachments
 from conversations.services.branches import _uuid
 from conversations.services.errors import InvalidInput
 from conversations.services.runs import (
@@ -71,7 +72,9 @@ def regenerate_reply(conversation_id: UUID | str, user: Any, *, message_id: Any,
         _none, assistant, _changed = locked.start_reply(
             None, parent=question.pk, client_id=client_id, extra=extra)
         conversation = locked.conversation
-    request = build_run_request(conversation, question.content, history)
+    # The question's files go again with it: the new reply answers the same message.
+    request = build_run_request(conversation, question.content, history,
+                                attachments=message_attachments(question.pk))
     user_message = Message.objects.get(pk=question.pk)
     return AcceptedMessage(user_message, assistant, request, conversation, history=history,
                            announce_user=False)

@@ -27,8 +27,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations.events import ErrorCode
-from conversations.models import Conversation, Message, ToolCall
+from conversations.models import Attachment, Conversation, Message, ToolCall
 from conversations.providers.base import ChatTurn, RunRequest
+from conversations.services import attachments as attachments_service
 from conversations.services.agents import agent_config
 from conversations.services.branches import Tree
 from conversations.services.errors import InvalidInput, NotFound
@@ -261,8 +262,13 @@ def accept_user_message(
     content: Any,
     client_id: Any = None,
     metadata: Any = None,
+    attachments: Any = None,
 ) -> AcceptedMessage:
     """Commit the user's message and the streaming assistant placeholder, before any vendor call.
+
+    `attachments` are ids of files uploaded into this conversation and not sent yet
+    (services.attachments); they are linked to the message in the same transaction, read from
+    storage and handed to the provider. With attachments the text may be empty.
 
     Idempotent on `client_id`: a repeat returns the original message and no run. Raises
     `InvalidInput("run_active")` when the conversation already has a streaming reply.
@@ -270,22 +276,31 @@ def accept_user_message(
     The first message of a conversation with no title of any kind gives it one
     (`title_from_message`, stored as `auto_title`, which a user or vendor title outranks).
     """
-    content = clean_content(content)
+    file_ids = attachments_service.clean_attachment_ids(attachments)
+    if file_ids and (content is None or (isinstance(content, str) and not content.strip())):
+        content = ""  # a file alone is a message (a screenshot can say it all)
+    else:
+        content = clean_content(content)
     client_id = clean_client_id(client_id)
     new_metadata = clean_metadata(metadata) if metadata is not None else None
     with _locked(conversation_id, user) as locked:
         conversation = locked.conversation
         if (existing := locked.repeat(client_id)) is not None:
+            # Its files went with the original: a repeat is acknowledged, not checked again.
             return AcceptedMessage(existing, None, None, conversation)
         _refuse_if_busy(locked)
+        files = attachments_service.claim(conversation, file_ids)
         history = locked.history()
         auto_title = ""
         if (locked.first_message() and not conversation.title
                 and not conversation.generated_titles and not conversation.auto_title):
-            auto_title = title_from_message(content)
+            auto_title = title_from_message(content or (files[0].name if files else ""))
         user_message, assistant, metadata_changed = locked.start_reply(
             content, client_id=client_id, metadata=new_metadata, auto_title=auto_title)
-    request = build_run_request(conversation, content, history)
+        assert user_message is not None  # content is not None: the user message was made
+        attachments_service.link(files, user_message)
+        user_message.attachment_rows = files  # type: ignore[attr-defined]
+    request = build_run_request(conversation, content, history, attachments=files)
     title_changed = bool(auto_title)
     return AcceptedMessage(
         user_message, assistant, request, conversation, metadata_changed, history,
@@ -348,7 +363,9 @@ def build_run_request(
     content: str,
     history: list[ChatTurn],
     resume: dict[str, Any] | None = None,
+    attachments: list[Attachment] | None = None,
 ) -> RunRequest:
+    """The provider's request; `attachments` are read from storage here (FilePart bytes)."""
     return RunRequest(
         agent=agent_config(conversation.agent),
         conversation_id=str(conversation.id),
@@ -359,6 +376,7 @@ def build_run_request(
         metadata=dict(conversation.metadata or {}),
         vendor_conversation_id=conversation.vendor_conversation_id,
         resume=resume,
+        attachments=attachments_service.file_parts(attachments or []),
     )
 
 

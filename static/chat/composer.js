@@ -1,6 +1,7 @@
 // The composer: the message box, Send and Stop, the outbox that holds a sent message until the
 // server acknowledges it (re-sent with the same client_id after a reconnect), and the hint line.
 
+import { initAttachments, pendingAttachments, restoreAttachments, takeAttachments, updateAttachButton } from "./attachments.js";
 import { page } from "./page.js";
 import { renderTranscript } from "./render/transcript.js";
 import { setFollowing } from "./scroll.js";
@@ -28,7 +29,10 @@ export function updateComposer() {
     composerHadFocus = false;
     els.input.focus();
   }
-  els.send.disabled = busy || !text || over;
+  // A message may be files alone; none may still be uploading when it goes.
+  const files = pendingAttachments();
+  els.send.disabled = busy || (!text && !files.ready.length) || over || files.uploading;
+  updateAttachButton();
 
   const active = activeRunMessage(state);
   els.stop.hidden = !running;
@@ -73,12 +77,18 @@ export function showError(text) {
 export function sendMessage(content) {
   const { state } = page;
   const text = content.trim();
-  if (!text || isComposerBusy(state)) return false;
+  const files = pendingAttachments();
+  if ((!text && !files.ready.length) || files.uploading || isComposerBusy(state)) return false;
   if (codePointLength(text) > state.maxChars) {
     showError(t("too_long"));
     return false;
   }
-  queueMessage(state, newClientId(), text);
+  const local = queueMessage(state, newClientId(), text);
+  const attachments = takeAttachments();
+  if (attachments.length) {
+    state.outbox.attachments = attachments;
+    local.attachments = attachments;
+  }
   setFollowing(true);
   renderTranscript();
   flushOutbox();
@@ -90,7 +100,9 @@ export function sendMessage(content) {
 export function flushOutbox() {
   const { state, conn } = page;
   if (!state.outbox || !conn.synced) return;
-  const sent = conn.send({ type: "message.send", content: state.outbox.content, client_id: state.outbox.clientId });
+  const frame = { type: "message.send", content: state.outbox.content, client_id: state.outbox.clientId };
+  if (state.outbox.attachments?.length) frame.attachments = state.outbox.attachments.map((a) => a.id);
+  const sent = conn.send(frame);
   if (sent) {
     state.outbox.sent = true;
     state.lastRequest = "message.send";
@@ -101,7 +113,9 @@ export function flushOutbox() {
 // A rejected send: take the optimistic copy back out and return the text to the composer.
 export function rollBackOutbox() {
   const { els } = page;
+  const files = page.state.outbox?.attachments;
   const content = dropOutbox(page.state);
+  restoreAttachments(files);
   renderTranscript();
   if (!els.input.value.trim()) {
     els.input.value = content;
@@ -112,6 +126,7 @@ export function rollBackOutbox() {
 
 export function initComposer() {
   const { els, state } = page;
+  initAttachments({ page, t, formatNumber, showError, onChange: updateComposer });
   els.composer.addEventListener("submit", (event) => {
     event.preventDefault();
     if (sendMessage(els.input.value)) {

@@ -1,13 +1,17 @@
 // The controls inside messages, by delegation on the transcript (views are rebuilt on render, so
-// no per-node listeners): feedback, Copy on code blocks, Retry, interrupt answers.
+// no per-node listeners): feedback, Copy on code blocks, Retry, interrupt answers, branches
+// (Regenerate, Edit, alternatives).
 
-import { sendMessage } from "./composer.js";
+import { canEdit, canRegenerate } from "./branches.js";
+import { sendMessage, showError } from "./composer.js";
 import { cancelFeedbackComment, openFeedbackComment, rateReply, saveFeedbackComment } from "./feedback.js";
 import { copyText } from "./markdown.js";
 import { page } from "./page.js";
+import { editDrafts } from "./render/branches.js";
 import { renderNow, views } from "./render/transcript.js";
 import { markInterruptAnswered, userMessageBefore } from "./state.js";
 import { t } from "./strings.js";
+import { codePointLength, newClientId } from "./text.js";
 
 const COPIED_VISIBLE_MS = 1_500;
 
@@ -27,6 +31,16 @@ export function initControls() {
       }
       return;
     }
+    const copyMessage = event.target.closest(".message-copy");
+    if (copyMessage) {
+      const message = state.byId.get(copyMessage.closest(".message")?.dataset.messageId);
+      const ok = await copyText(message?.content ?? "");
+      copyMessage.textContent = ok ? t("copied") : t("copy_failed");
+      setTimeout(() => {
+        copyMessage.textContent = t("copy");
+      }, COPIED_VISIBLE_MS);
+      return;
+    }
     const copy = event.target.closest(".copy-button");
     if (copy) {
       const code = copy.closest(".code-block")?.querySelector("pre code, pre");
@@ -37,6 +51,7 @@ export function initControls() {
       }, COPIED_VISIBLE_MS);
       return;
     }
+    if (branchControl(event.target)) return;
     const retry = event.target.closest(".retry-button");
     if (retry) {
       const message = state.byId.get(retry.closest(".message")?.dataset.messageId);
@@ -50,12 +65,32 @@ export function initControls() {
   });
 
   els.transcript.addEventListener("input", (event) => {
+    const editing = event.target.closest(".edit-input");
+    if (editing) {
+      const id = editing.closest(".message")?.dataset.messageId;
+      if (id && editDrafts.has(id)) editDrafts.set(id, editing.value);
+      return;
+    }
     const area = event.target.closest(".interrupt-answer");
     const card = area?.closest(".interrupt-card");
     if (card) state.interruptDrafts.set(card.dataset.interruptId, area.value);
   });
 
+  // Esc in the inline editor cancels the edit.
+  els.transcript.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !event.target.closest(".edit-input")) return;
+    event.preventDefault();
+    event.stopPropagation();
+    event.target.closest(".edit-form")?.querySelector(".edit-cancel")?.click();
+  });
+
   els.transcript.addEventListener("submit", (event) => {
+    const editForm = event.target.closest(".edit-form");
+    if (editForm) {
+      event.preventDefault();
+      submitEdit(editForm);
+      return;
+    }
     const feedbackForm = event.target.closest(".feedback-form");
     if (feedbackForm) {
       event.preventDefault();
@@ -101,4 +136,58 @@ function answerInterrupt(card, payload) {
   const id = card.closest(".message")?.dataset.messageId;
   if (id) renderNow(id);
   if (!document.activeElement || document.activeElement === document.body) views.get(id)?.interrupt?.focus({ preventScroll: true });
+}
+
+// Sibling navigation, Regenerate, Edit and its Cancel (render/branches.js). True when handled.
+function branchControl(target) {
+  const { state, conn } = page;
+  const control = target.closest(".branch-previous, .branch-next, .regenerate-button, .edit-button, .edit-cancel");
+  const id = control?.closest(".message")?.dataset.messageId;
+  const message = id ? state.byId.get(id) : null;
+  if (!message) return false;
+  if (control.classList.contains("edit-cancel")) {
+    editDrafts.delete(id);
+    renderNow(id);
+    views.get(id)?.branch?.edit.focus();
+  } else if (control.classList.contains("edit-button")) {
+    if (!canEdit(state, message)) return true;
+    editDrafts.set(id, message.content);
+    renderNow(id);
+  } else if (control.classList.contains("regenerate-button")) {
+    if (!canRegenerate(state, message)) return true;
+    if (!conn.send({ type: "message.regenerate", message_id: id, client_id: newClientId() })) showError(t("not_connected"));
+  } else if (control.dataset.target) {
+    if (!conn.send({ type: "branch.select", message_id: control.dataset.target })) showError(t("not_connected"));
+  }
+  return true;
+}
+
+// Opens the inline editor of the newest message of the user's (the ↑ shortcut).
+export function editMessage(id) {
+  const message = page.state.byId.get(id);
+  if (!message || !canEdit(page.state, message)) return false;
+  editDrafts.set(id, message.content);
+  renderNow(id);
+  return true;
+}
+
+function submitEdit(form) {
+  const { state, conn } = page;
+  const id = form.closest(".message")?.dataset.messageId;
+  const area = form.querySelector(".edit-input");
+  const content = area.value.trim();
+  if (!id || !content) {
+    area.focus();
+    return;
+  }
+  if (codePointLength(content) > state.maxChars) {
+    showError(t("too_long"));
+    return;
+  }
+  if (!conn.send({ type: "message.edit", message_id: id, content, client_id: newClientId() })) {
+    showError(t("not_connected"));
+    return;
+  }
+  editDrafts.delete(id);
+  renderNow(id);
 }

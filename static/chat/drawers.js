@@ -1,5 +1,7 @@
-// The two drawers: the conversations sidebar (phones) and the customer context panel (a column
-// on wide screens, collapsible and remembered; a drawer below). One open drawer closes the other.
+// The two drawers: the conversations sidebar (900px and below) and the customer context panel (a
+// column on wide screens, collapsible and remembered; a drawer below). One open drawer closes the
+// other. An open drawer takes the focus (its first control), keeps Tab inside it, and closes with
+// its × button, Esc or the backdrop, giving the focus back to its toggle.
 
 import { page } from "./page.js";
 import { t } from "./strings.js";
@@ -8,6 +10,7 @@ import { t } from "./strings.js";
 // below it, a drawer opened with #context-toggle.
 const CONTEXT_WIDE_QUERY = "(min-width: 1100px)";
 const CONTEXT_COLLAPSED_KEY = "chatsite.contextCollapsed";
+const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select:not([disabled]), textarea:not([disabled]), summary, [tabindex]:not([tabindex='-1'])";
 
 // window.matchMedia(CONTEXT_WIDE_QUERY), made by initDrawers().
 let wideContext = null;
@@ -22,7 +25,37 @@ function setSidebarOpen(open) {
   els.sidebarToggle.setAttribute("aria-expanded", String(open));
   els.sidebarToggle.title = open ? t("hide_sidebar") : t("show_sidebar");
   els.sidebarBackdrop.hidden = !open;
-  if (open) els.sidebar.querySelector("a, input, button")?.focus();
+  if (open) focusables(els.sidebar)[0]?.focus();
+}
+
+function focusables(container) {
+  return [...container.querySelectorAll(FOCUSABLE)].filter((el) => !el.hidden && el.getClientRects().length > 0);
+}
+
+// The drawer open over the page (not the wide-screen column), if any.
+function openDrawer() {
+  const { els } = page;
+  if (els.layout.classList.contains("sidebar-open")) return els.sidebar;
+  if (els.layout.classList.contains("context-open") && !wideContext.matches) return els.contextPanel;
+  return null;
+}
+
+// Tab and Shift+Tab cycle inside an open drawer, as in a modal dialog.
+function keepFocusInside(event) {
+  const drawer = openDrawer();
+  if (event.key !== "Tab" || !drawer) return;
+  const items = focusables(drawer);
+  if (!items.length) return;
+  const first = items[0];
+  const last = items[items.length - 1];
+  const inside = drawer.contains(document.activeElement);
+  if (event.shiftKey && (!inside || document.activeElement === first)) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && (!inside || document.activeElement === last)) {
+    event.preventDefault();
+    first.focus();
+  }
 }
 
 function contextVisible() {
@@ -71,6 +104,11 @@ export function initDrawers() {
   wideContext = window.matchMedia(CONTEXT_WIDE_QUERY);
   els.sidebarToggle?.addEventListener("click", () => setSidebarOpen(!els.layout.classList.contains("sidebar-open")));
   els.sidebarBackdrop?.addEventListener("click", () => setSidebarOpen(false));
+  document.getElementById("sidebar-close")?.addEventListener("click", () => {
+    setSidebarOpen(false);
+    els.sidebarToggle.focus();
+  });
+  document.addEventListener("keydown", keepFocusInside);
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
     if (els.layout.classList.contains("sidebar-open")) {

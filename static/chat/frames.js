@@ -2,6 +2,7 @@
 // one entry in FRAME_HANDLERS (plus its state rule in state.js and its rendering in render/).
 
 import { apiRequest } from "./api.js";
+import { placeMessage, setBranches } from "./branches.js";
 import { flushOutbox, rollBackOutbox, showError, updateComposer } from "./composer.js";
 import { updateConversation } from "./header.js";
 import { page } from "./page.js";
@@ -35,6 +36,7 @@ function messageFor(frame) {
 export const FRAME_HANDLERS = {
   "conversation.sync"(frame) {
     for (const id of applySync(page.state, frame)) loadOmittedContent(id);
+    setBranches(page.state, frame.branches);
     updateConversation(frame.conversation);
     page.conn.markSynced();
     setConnection("connected");
@@ -44,6 +46,7 @@ export const FRAME_HANDLERS = {
 
   "message.created"(frame) {
     if (!frame.message) return;
+    placeMessage(page.state, frame.message);
     const message = upsertMessage(page.state, frame.message);
     if (message.role === "user" && typeof message.extra.answers_interrupt === "string") recordInterruptAnswer(page.state, message);
     renderTranscript();
@@ -116,6 +119,13 @@ export const FRAME_HANDLERS = {
   "message.failed"(frame) { finishMessage(frame); },
   "message.canceled"(frame) { finishMessage(frame); },
 
+  // Regenerate or edit on a vendor that keeps its own history: the reply runs in a new
+  // conversation (a fork of this one), which the page opens.
+  "conversation.forked"(frame) {
+    const id = frame.conversation?.id;
+    if (typeof id === "string" && /^[0-9a-f-]{36}$/.test(id)) window.location.assign(`/c/${id}/`);
+  },
+
   "conversation.updated"(frame) {
     updateConversation(frame.conversation);
   },
@@ -155,7 +165,8 @@ function finishMessage(frame) {
   const message = upsertMessage(state, kept.raw);
   if (state.cancelRequestedFor === message.id) state.cancelRequestedFor = null;
   if (views.has(message.id)) renderNow(message.id);
-  else renderTranscript();
+  // Every message's Regenerate / Edit depends on no reply running.
+  renderTranscript();
   // A failed reply's Retry depends on the composer state; the footer above was built first.
   updateComposer();
 }

@@ -12,6 +12,7 @@
 import { autoResize, initComposer, updateComposer } from "./composer.js";
 import { showContextFields, initContextPanel } from "./context-panel.js";
 import { initControls } from "./controls.js";
+import { initDraft } from "./draft.js";
 import { initDrawers } from "./drawers.js";
 import { FEEDBACK_URL_PLACEHOLDER } from "./feedback.js";
 import { handleFrameText } from "./frames.js";
@@ -20,7 +21,8 @@ import { page } from "./page.js";
 import { flushPendingRenders, onAfterRender, renderTranscript } from "./render/transcript.js";
 import { initScrolling, isFollowing, scrollToBottom } from "./scroll.js";
 import "./shortcuts.js";
-import { Connection, WATCHDOG_TICK_MS } from "./socket.js";
+import { Connection, socketUrl, WATCHDOG_TICK_MS } from "./socket.js";
+import { setBranches } from "./branches.js";
 import { createState } from "./state.js";
 import { setConnection } from "./status.js";
 import { loadStrings, setLocale } from "./strings.js";
@@ -72,6 +74,7 @@ loadStrings($("chat-strings"));
 
 page.els = els;
 page.state = createState(initial);
+setBranches(page.state, initial.branches);
 page.urls = {
   // Where "Start a new conversation" leads (the template fills in the URLs).
   newConversation: els.transcript.closest("[data-new-url]")?.dataset.newUrl || "",
@@ -81,7 +84,8 @@ page.urls = {
   home: els.contextPanel?.dataset.homeUrl || "/",
 };
 page.conn = new Connection({
-  url: `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${initial.ws_path}`,
+  // None on the home page until its first send creates the conversation (draft.js).
+  url: initial.ws_path ? socketUrl(initial.ws_path) : "",
   onText: handleFrameText,
   onStatus: setConnection,
 });
@@ -126,8 +130,12 @@ renderTranscript();
 scrollToBottom();
 els.input.disabled = false;
 autoResize();
-setConnection("connecting");
-conn.connect();
+if (initial.draft) {
+  initDraft(initial.draft);
+} else {
+  setConnection("connecting");
+  conn.connect();
+}
 setInterval(() => conn.watchdog(), WATCHDOG_TICK_MS);
 
 window.chatsite = {

@@ -5,7 +5,7 @@ import { Marked } from "../vendor/marked-18.2.1/marked.esm.js";
 import DOMPurify from "../vendor/dompurify-3.4.18/purify.es.mjs";
 import hljs from "../vendor/highlight.js-11.12.0/highlight.min.js";
 import katex from "../vendor/katex-0.19.1/katex.mjs";
-import { mathExtension } from "./math.js";
+import { MATHML_ATTR, MATHML_TAGS, mathExtension, texRenderer } from "./math.js";
 import { t } from "./strings.js";
 import { escapeHtml } from "./text.js";
 
@@ -40,30 +40,8 @@ function highlight(code, lang) {
   return html;
 }
 
-// Math is rendered as MathML only (output: "mathml"), laid out by the browser's MathML engine.
-// KaTeX's HTML output positions glyphs with inline style attributes (struts, heights), which
-// the CSP (style-src 'self', no 'unsafe-inline') blocks; MathML needs none, so no KaTeX
-// stylesheet or fonts are loaded. strict "ignore": no console warnings for model-written TeX;
-// trust stays false (no \href, \includegraphics); maxExpand bounds macro loops.
-const MATH_CACHE_ENTRIES = 200;
-const mathCache = new Map();
-
-function renderTex(tex, display) {
-  const key = `${display ? "D" : "I"}\u0000${tex}`;
-  const hit = mathCache.get(key);
-  if (hit !== undefined) return hit;
-  let html;
-  try {
-    html = katex.renderToString(tex, {
-      displayMode: display, output: "mathml", throwOnError: false, strict: "ignore", trust: false, maxExpand: 1000,
-    });
-  } catch {
-    html = `<code class="math-error">${escapeHtml(tex)}</code>`;
-  }
-  mathCache.set(key, html);
-  if (mathCache.size > MATH_CACHE_ENTRIES) mathCache.delete(mathCache.keys().next().value);
-  return html;
-}
+// Math as MathML through KaTeX (why MathML: static/chat/math.js).
+const renderTex = texRenderer(katex);
 
 const markdown = new Marked({
   gfm: true,
@@ -93,22 +71,6 @@ const markdown = new Marked({
 });
 markdown.use(mathExtension(renderTex));
 
-// The MathML KaTeX emits (src/buildMathML.js and the mathml builders of src/functions/*):
-// presentation elements and their layout attributes; nothing that loads or links (no mglyph
-// src, no href: trust is off).
-const MATHML_TAGS = [
-  "math", "semantics", "annotation", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup",
-  "msubsup", "munder", "mover", "munderover", "mfrac", "msqrt", "mroot", "mstyle", "mpadded", "mphantom",
-  "menclose", "mtable", "mtr", "mtd", "mlabeledtr", "merror",
-];
-const MATHML_ATTR = [
-  "xmlns", "display", "encoding", "mathvariant", "mathcolor", "mathbackground", "mathsize", "displaystyle",
-  "scriptlevel", "stretchy", "fence", "separator", "lspace", "rspace", "minsize", "maxsize", "largeop",
-  "movablelimits", "symmetric", "accent", "accentunder", "linethickness", "notation", "width", "height",
-  "depth", "voffset", "columnalign", "columnspacing", "columnlines", "rowspacing", "rowlines", "rowalign",
-  "linebreak", "aria-hidden",
-];
-
 const PURIFY_CONFIG = {
   ALLOWED_TAGS: [
     "a", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
@@ -117,8 +79,7 @@ const PURIFY_CONFIG = {
     ...MATHML_TAGS,
   ],
   ALLOWED_ATTR: ["href", "title", "class", "align", "start", ...MATHML_ATTR],
-  // KaTeX writes style attributes on \fcolorbox and on its error spans: the CSP would refuse
-  // them anyway; dropping them here keeps the console free of violation reports.
+  // The CSP refuses style attributes anyway (texRenderer drops KaTeX's before parsing).
   FORBID_ATTR: ["style"],
   ALLOW_DATA_ATTR: false,
   RETURN_DOM_FRAGMENT: true,

@@ -1,11 +1,15 @@
 // Math in replies: a marked extension that finds TeX between `$…$`, `$$…$$`, `\(…\)` and
-// `\[…\]` and hands it to a renderer (markdown.js passes KaTeX's). Pure: no DOM, no KaTeX here,
-// so the delimiter rules are unit-tested with node (tests/math.test.mjs).
+// `\[…\]` and hands it to a renderer (markdown.js passes texRenderer(katex)). Pure: no DOM, and
+// KaTeX is passed in, so the rules are unit-tested with node (tests/math.test.mjs). The admin
+// transcript renders its math with the same texRenderer and allow-list (static/review/math.js).
 //
 // Code spans and code blocks are tokenized by marked before any text reaches these rules, so
 // math is never found inside code. A lone `$` stays text, with the usual rules (pandoc's): no
 // space after the opening `$`, none before the closing `$`, and the closing `$` not followed by
-// a digit — so "$5 and $10" and "costs $5." are prices, not math.
+// a digit — so "$5 and $10" and "costs $5." are prices, not math. Inline math holds no backtick,
+// so a `$` before a code span never reaches into it.
+
+import { escapeHtml } from "./text.js";
 
 // Longest TeX taken as one formula; a longer run stays text. 4,000 characters is far beyond a
 // real formula and bounds the work one stray `$` can cause in a 1,000,000-character reply.
@@ -27,7 +31,7 @@ export function matchInline(src) {
     const end = src.indexOf(CLOSERS[open], 2);
     if (end < 0 || end - 2 > MAX_TEX_CHARS) return null;
     const text = src.slice(2, end);
-    if (!text.trim() || BLANK_LINE.test(text)) return null;
+    if (!text.trim() || BLANK_LINE.test(text) || text.includes("`")) return null;
     return { raw: src.slice(0, end + 2), text: text.trim(), display: open !== "\\(" };
   }
   if (!src.startsWith("$")) return null;
@@ -40,7 +44,8 @@ export function matchInline(src) {
       i++; // `\$` inside math is a dollar sign, not the end
       continue;
     }
-    if (c === "\n" && /^\n[ \t]*\n/.test(src.slice(i))) return null;
+    // A backtick ends the candidate: the code span it opens wins, as in "$5, code: `$x$`".
+    if (c === "`" || (c === "\n" && /^\n[ \t]*\n/.test(src.slice(i)))) return null;
     if (c !== "$") continue;
     // Closing `$`: not after a space, not before a digit; otherwise this `$` is not math.
     if (/\s/.test(src[i - 1]) || /\d/.test(src[i + 1] || "")) return null;
@@ -98,3 +103,50 @@ export function mathExtension(render) {
     ],
   };
 }
+
+// Math is rendered as MathML only (output: "mathml") and laid out by the browser's MathML engine.
+// KaTeX's HTML output positions glyphs with inline style attributes (struts, heights), which the
+// CSP (style-src 'self', no 'unsafe-inline') refuses; MathML needs none, so neither KaTeX's
+// stylesheet nor its fonts are loaded. strict "ignore": no console warning per model-written
+// oddity; trust off: no \href, \url links or \includegraphics; maxExpand bounds macro loops.
+const KATEX_OPTIONS = { output: "mathml", throwOnError: false, strict: "ignore", trust: false, maxExpand: 1000 };
+// Formulas re-rendered on every frame of a streaming reply are taken from here.
+const TEX_CACHE_ENTRIES = 200;
+
+export function texRenderer(katex) {
+  const cache = new Map();
+  return function renderTex(tex, display) {
+    const key = `${display ? "D" : "I"}\u0000${tex}`;
+    const hit = cache.get(key);
+    if (hit !== undefined) return hit;
+    let html;
+    try {
+      html = katex.renderToString(tex, { ...KATEX_OPTIONS, displayMode: display });
+      // Its few style attributes (\fcolorbox, the error span's colour) go before any parsing:
+      // even DOMPurify's inert parse reports them as CSP violations. KaTeX escapes `"` in text,
+      // so this pattern only ever meets attributes.
+      html = html.replace(/ style="[^"]*"/g, "");
+    } catch {
+      html = `<code class="math-error">${escapeHtml(tex)}</code>`;
+    }
+    cache.set(key, html);
+    if (cache.size > TEX_CACHE_ENTRIES) cache.delete(cache.keys().next().value);
+    return html;
+  };
+}
+
+// The MathML KaTeX emits (src/buildMathML.js and the mathml builders of src/functions/*), for
+// DOMPurify: presentation elements and their layout attributes; nothing that loads or links
+// (no mglyph src, no href: trust is off).
+export const MATHML_TAGS = [
+  "math", "semantics", "annotation", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup",
+  "msubsup", "munder", "mover", "munderover", "mfrac", "msqrt", "mroot", "mstyle", "mpadded", "mphantom",
+  "menclose", "mtable", "mtr", "mtd", "mlabeledtr", "merror",
+];
+export const MATHML_ATTR = [
+  "xmlns", "display", "encoding", "mathvariant", "mathcolor", "mathbackground", "mathsize", "displaystyle",
+  "scriptlevel", "stretchy", "fence", "separator", "lspace", "rspace", "minsize", "maxsize", "largeop",
+  "movablelimits", "symmetric", "accent", "accentunder", "linethickness", "notation", "width", "height",
+  "depth", "voffset", "columnalign", "columnspacing", "columnlines", "rowspacing", "rowlines", "rowalign",
+  "linebreak", "aria-hidden",
+];

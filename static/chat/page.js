@@ -7,6 +7,9 @@ export const page = {
   els: null,
   // socket.js Connection.
   conn: null,
+  // The home page's draft (views.home), until its first send creates the conversation
+  // (draft.js); null on a conversation's page.
+  draft: null,
   // URLs the template fills in: newConversation, feedback (with a placeholder id), contextApi, home.
   urls: { newConversation: "", feedback: "", contextApi: "", home: "/" },
 };

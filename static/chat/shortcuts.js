@@ -2,10 +2,12 @@
 // (unit-tested in tests/shortcuts.test.mjs); `initShortcuts` runs the actions on the page.
 //   Ctrl/Cmd+K          focus the conversation search
 //   Esc                 stop the running reply (the Stop button's action)
-//   ArrowUp             in an empty composer: put the last user message's text back in it
+//   ArrowUp             in an empty composer: edit the last message of the user's (inline; its
+//                       text back in the composer when it cannot be edited, e.g. an answer)
 //   Ctrl/Cmd+Shift+C    copy the last reply's text
 //   ?                   (outside text fields) open the list of shortcuts (#shortcuts-dialog)
 
+import { lastEditable } from "./branches.js";
 import { page } from "./page.js";
 
 // `key` is a KeyboardEvent-like object ({key, ctrlKey, metaKey, shiftKey, altKey, isComposing});
@@ -65,9 +67,17 @@ export function initShortcuts() {
       search.focus();
       search.select();
     } else if (action === "stop") {
+      // Esc with a drawer open closes the drawer (drawers.js), nothing more.
+      if (els.layout?.classList.contains("sidebar-open") || els.layout?.classList.contains("context-open")) return;
       event.preventDefault();
       els.stop.click();
     } else if (action === "recall") {
+      const editable = lastEditable(state);
+      if (editable) {
+        event.preventDefault();
+        import("./controls.js").then(({ editMessage }) => editMessage(editable.id));
+        return;
+      }
       const last = lastOfRole(state.messages, "user");
       if (!last || !last.content) return;
       event.preventDefault();

@@ -49,6 +49,11 @@ export function backoffDelay(failures, gone, random = Math.random) {
   return Math.min(BACKOFF_MAX_MS, Math.round(base * (0.75 + random() * 0.5)));
 }
 
+// The websocket URL of `path` on this page's host.
+export function socketUrl(path, loc = globalThis.location) {
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}${path}`;
+}
+
 export class Connection {
   // `onText(text)`: a frame arrived; `onStatus(kind)`: "reconnecting", "offline" (read `ended`
   // and `gone` for why). `WebSocketImpl`, `random` and `now` are for tests.
@@ -74,7 +79,8 @@ export class Connection {
   connect() {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    if (this.stopped) return;
+    // No URL yet: the home page's draft, until its first send creates the conversation.
+    if (this.stopped || !this.url) return;
     const generation = ++this.generation;
     this.opened = false;
     this.synced = false;
@@ -210,6 +216,7 @@ export class Connection {
 
   // Back from the back/forward cache.
   resume() {
+    if (!this.url) return;
     this.stopped = false;
     this.failures = 0;
     this.onStatus("reconnecting");

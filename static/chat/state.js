@@ -182,7 +182,9 @@ export function applySync(state, frame) {
     const firstIndex = messages.length ? state.messages.findIndex((m) => m.id === messages[0].id) : -1;
     const older = (firstIndex >= 0 ? state.messages.slice(0, firstIndex) : state.messages)
       .filter((m) => !synced.has(m.id) && !String(m.id).startsWith("local:"));
-    messages.unshift(...older);
+    // Only when they lead to the synced ones: after a branch switch they belong to another path.
+    const parent = messages[0]?.parent_id;
+    if (!parent || older.at(-1)?.id === parent) messages.unshift(...older);
   }
   const run = frame.active_run;
   if (run && run.message_id) {

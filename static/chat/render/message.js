@@ -6,6 +6,8 @@ import { renderMarkdown } from "../markdown.js";
 import { page } from "../page.js";
 import { isComposerBusy, userMessageBefore } from "../state.js";
 import { formatTime, t } from "../strings.js";
+import { renderAttachments } from "./attachments.js";
+import { renderBranch } from "./branches.js";
 import { renderFeedback } from "./feedback.js";
 import { renderInterrupt } from "./interrupt.js";
 import { renderData, renderToolCalls } from "./toolcalls.js";
@@ -38,6 +40,7 @@ export function createView() {
     reasoning: null,
     interrupt: null,
     feedback: null,
+    branch: null,
     toolViews: new Map(),
     dataViews: new Map(),
     rendered: { content: null, role: null, footer: null, interrupt: null, reasoning: null, time: null },
@@ -87,10 +90,12 @@ export function renderMessage(message, view) {
     view.rendered.role = message.role;
   }
 
+  renderAttachments(message, view);
   renderData(message, view);
   renderFooter(message, view);
   renderInterrupt(message, view);
   renderFeedback(message, view);
+  renderBranch(message, view);
   view.lastRenderAt = performance.now();
 }
 

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { Marked } from "../../vendor/marked-18.2.1/marked.esm.js";
-import { MAX_TEX_CHARS, matchBlock, matchInline, mathExtension } from "../math.js";
+import katex from "../../vendor/katex-0.19.1/katex.mjs";
+import { MATHML_ATTR, MATHML_TAGS, MAX_TEX_CHARS, matchBlock, matchInline, mathExtension, texRenderer } from "../math.js";
 
 // A stand-in renderer that shows what was found: [I:tex] inline, [D:tex] display.
 const md = new Marked({ gfm: true }).use(mathExtension((tex, display) => `[${display ? "D" : "I"}:${tex}]`));
@@ -42,6 +43,9 @@ test("never inside code spans or code blocks", () => {
   assert.equal(html("```\n$$x$$\n```"), "<pre><code>$$x$$\n</code></pre>");
   assert.equal(html("    $$x$$"), "<pre><code>$$x$$\n</code></pre>");
   assert.equal(html("`\\(a\\)`"), "<p><code>\\(a\\)</code></p>");
+  // A `$` before a code span cannot reach into it.
+  assert.equal(html("$5 and $10, code: `$x$`"), "<p>$5 and $10, code: <code>$x$</code></p>");
+  assert.equal(matchInline("\\(a `b\\)"), null);
 });
 
 test("display math on its own lines is a block, even right after a paragraph line", () => {
@@ -74,4 +78,31 @@ test("a formula longer than MAX_TEX_CHARS stays text", () => {
   assert.equal(matchInline(`$$${long}$$`), null);
   assert.equal(matchBlock(`$$\n${long}\n$$`), null);
   assert.ok(matchInline(`$${"x".repeat(MAX_TEX_CHARS)}$`));
+});
+
+test("texRenderer: KaTeX's MathML, with no style attribute, errors shown as text", () => {
+  const render = texRenderer(katex);
+  const inline = render("\\frac{a}{b}", false);
+  assert.match(inline, /^<span class="katex"><math xmlns="http:\/\/www.w3.org\/1998\/Math\/MathML"><semantics><mrow><mfrac><mi>a<\/mi><mi>b<\/mi><\/mfrac>/);
+  assert.match(render("x", true), /<math [^>]*display="block"/);
+  assert.equal(render("\\frac{a}{b}", false), inline); // cached
+  // KaTeX writes style on \fcolorbox and on its error span: both dropped.
+  const boxed = render("\\fcolorbox{red}{blue}{x}", false);
+  assert.match(boxed, /<mpadded [^>]*mathbackground="blue"/);
+  assert.doesNotMatch(boxed, / style=/);
+  const broken = render("\\frac{1}{", false);
+  assert.match(broken, /^<span class="katex-error" title="ParseError: [^"]*">\\frac\{1\}\{<\/span>$/);
+  // trust is off: no link, no image, the TeX shown instead.
+  const link = render("\\href{javascript:alert(1)}{x} \\includegraphics{x.png}", false);
+  assert.doesNotMatch(link, /href=|src=|javascript:alert\(1\)"/);
+  // Every element and attribute it produces is in the allow-list handed to DOMPurify.
+  const sample = ["x^2_i", "\\sqrt[3]{x}", "\\sum_{i=1}^n i", "\\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}",
+    "\\overbrace{x}^{a}", "\\cancel{x}", "\\color{red}x", "\\boxed{y}", "\\left(\\frac12\\right)", "\\mathbb{R}",
+    "\\text{a b}", "\\hat{x}\\underline{y}", "\\kern1em\\phantom{x}", "\\begin{aligned}a&=b\\\\&=c\\end{aligned}"]
+    .map((tex) => render(tex, true)).join("");
+  const tags = new Set([...sample.matchAll(/<([a-z]+)/g)].map((m) => m[1]));
+  const attrs = new Set([...sample.matchAll(/ ([a-z-]+)="/g)].map((m) => m[1]));
+  for (const tag of tags) assert.ok(tag === "span" || MATHML_TAGS.includes(tag), tag);
+  for (const attr of attrs) assert.ok(attr === "class" || MATHML_ATTR.includes(attr), attr);
+  assert.ok(tags.has("mtable") && tags.has("menclose") && attrs.has("mathcolor"));
 });
