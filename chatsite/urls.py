@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from chatsite import theme
-from conversations import api, openapi, views
+from conversations import api, canned_views, openapi, team_views, views
 from conversations.review import views as review
 
 urlpatterns = [
@@ -17,6 +17,15 @@ urlpatterns = [
         "c/<uuid:conversation_id>/archive", views.conversation_archive, name="conversation_archive"
     ),
     path("c/<uuid:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
+    path("replies/", canned_views.replies, name="my_replies"),
+    path("replies/<int:reply_id>/", canned_views.reply_edit, name="my_reply_edit"),
+    path("replies/<int:reply_id>/delete", canned_views.reply_delete, name="my_reply_delete"),
+    path("teams/<slug:slug>/", team_views.team_page, name="team"),
+    path("teams/<slug:slug>/replies/", canned_views.replies, name="team_replies"),
+    path("teams/<slug:slug>/replies/<int:reply_id>/", canned_views.reply_edit,
+         name="team_reply_edit"),
+    path("teams/<slug:slug>/replies/<int:reply_id>/delete", canned_views.reply_delete,
+         name="team_reply_delete"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
@@ -51,6 +60,7 @@ urlpatterns = [
         api.message_feedback,
         name="api_message_feedback",
     ),
+    path("api/v1/canned-replies", api.canned_replies, name="api_canned_replies"),
     # Any path under api/ (a newline included: <path:> stops at one) answers in the error shape.
     re_path(r"^api/(?P<rest>[\s\S]*)\Z", api.not_found),
 ]

@@ -144,6 +144,7 @@ class Conversations:
         page_obj = services.list_conversations(
             request.user, q=request.GET.get("q", "")[:200], archived=archived, page=int(page),
             external_user_id=request.GET.get("external_user_id", "")[:255],
+            view=request.GET.get("view", ""), team=request.GET.get("team", ""),
         )
         return JsonResponse(
             {
@@ -156,10 +157,11 @@ class Conversations:
     @staticmethod
     def post(request: HttpRequest) -> HttpResponse:
         body = _json_body(request)
-        _unknown_fields(body, {"agent", "title", "external_user_id", "metadata"})
+        _unknown_fields(body, {"agent", "team", "title", "external_user_id", "metadata"})
         conversation = services.create_conversation(
             request.user,
             agent=body.get("agent"),
+            team=body.get("team"),
             title=body.get("title", ""),
             external_user_id=body.get("external_user_id", ""),
             metadata=body.get("metadata", {}),
@@ -181,8 +183,17 @@ class ConversationDetail:
     def patch(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
         conversation = services.get_conversation(request.user, conversation_id)
         body = _json_body(request)
-        _unknown_fields(body, {"title", "metadata", "archived", "external_user_id"})
-        services.update_conversation(conversation, **body)
+        desk = {"assignee", "team", "note"}
+        _unknown_fields(body, {"title", "metadata", "archived", "external_user_id"} | desk)
+        services.update_conversation(
+            conversation, **{k: v for k, v in body.items() if k not in desk})
+        # Assignment and handoff write events into the transcript (services.desk).
+        if desk & set(body):
+            services.apply_assignment(conversation, request.user,
+                                      {k: v for k, v in body.items() if k in desk})
+            if not services.may_open(request.user, conversation.pk):
+                # Handed to a team this user is not in: done, and no longer theirs to read.
+                return JsonResponse({"id": str(conversation.pk), "transferred": True})
         return JsonResponse(conversation_json(conversation, _lang()))
 
     @staticmethod
@@ -305,6 +316,19 @@ class AttachmentFile:
 
 
 attachment_file = api_view("GET")(AttachmentFile)  # type: ignore[arg-type]
+
+
+class CannedReplies:
+    @staticmethod
+    def get(request: HttpRequest) -> HttpResponse:
+        """The composer's `/` picker: the replies the user may use, rendered against the
+        conversation's customer (404 for a conversation the user may not open)."""
+        data = services.canned.picker_replies(
+            request.user, request.GET.get("conversation"), request.GET.get("q", ""))
+        return JsonResponse({"data": data})
+
+
+canned_replies = api_view("GET")(CannedReplies)  # type: ignore[arg-type]
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

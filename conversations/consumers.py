@@ -33,6 +33,7 @@ from conversations.frames import (
     message_json,
     omit_content,
     pong,
+    presence_frame,
     sync_frame,
     without_content,
 )
@@ -86,12 +87,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     channel_subscribed = True
     pending_groups: list[str]
     rejoin_task: asyncio.Task[None] | None = None
+    # Presence: the sockets of this conversation open anywhere (channel name -> user), learnt
+    # from the group's presence.join / presence.here / presence.leave messages.
+    present: dict[str, dict[str, Any]]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ (4.3), except that the socket's channel is made
         even while Redis is down: the pub/sub layer subscribes a new channel at once, which
         failed every handshake with HTTP 500 during an outage (issue 9)."""
         self.pending_groups = []
+        self.present = {}
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is None:
@@ -148,6 +153,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.raw_send = self.scope.get("raw_send")
         with translation.override(self.language):
             await self.send_frame(fit_sync(await self._sync_frame()))
+        await self._announce_presence(user)
         if self.pending_groups or not self.channel_subscribed:
             # Degraded local mode (Redis down): the socket works, its own replies stream to
             # it directly and other processes' batches reach it through the process bus once
@@ -160,6 +166,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         groups = list(self.auth_session.groups if self.auth_session else ())
         await ratelimit.aclose_socket(self.channel_name)
         if getattr(self, "group", None):
+            with contextlib.suppress(layer_calls.LayerUnavailable):
+                await layer_calls.group_send(self.group, {
+                    "type": "presence.leave", "channel": self.channel_name}, self.channel_layer)
             relay.remove_viewer(self.conversation_id, self)
             relay.detach(self.conversation_id, self.channel_name)
             groups.append(self.group)
@@ -391,9 +400,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 self.scope["user"], self.conversation_id),
             frame.get("message_id"))
 
+    async def on_note(self, frame: dict[str, Any]) -> None:
+        """note.add: an internal note for the team; announced to every socket (services.desk)
+        through the group, this one included. A repeated client_id is acknowledged."""
+        note, new = await database_sync_to_async(services.add_note)(
+            self.conversation_id, self.scope["user"], content=frame.get("content"),
+            client_id=frame.get("client_id"))
+        if not new:
+            msg = await database_sync_to_async(
+                lambda: message_json(services.stored_message(note.pk)))()
+            await self.send_frame(message_created(msg))
+
     HANDLERS = {
         "ping": on_ping,
         "message.send": on_send,
+        "note.add": on_note,
         "message.regenerate": on_regenerate,
         "message.edit": on_edit,
         "branch.select": on_select_branch,
@@ -409,10 +430,52 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.send_frame(frame)
 
     async def relay_frames(self, event: dict[str, Any]) -> None:
-        """Frames sent through the conversation's group (the reaper's message.failed)."""
+        """Frames sent through the conversation's group (the reaper's message.failed, notes and
+        assignment events)."""
         if event.get("skip") == self.channel_name:
             return
+        if any(f.get("type") == "conversation.updated" for f in event["frames"]) and not (
+                await database_sync_to_async(services.may_open)(
+                    self.scope["user"], self.conversation_id)):
+            # Transferred to a team this user is not in: nothing more reaches them (4404).
+            await self.close(code=4404)
+            return
         await self.deliver(event["frames"])
+
+    # Presence ----------------------------------------------------------------------------------
+
+    async def _announce_presence(self, user: Any) -> None:
+        self.me = {"id": user.pk, "name": user.get_full_name() or user.get_username()}
+        self.present[self.channel_name] = self.me
+        try:
+            await layer_calls.group_send(self.group, {
+                "type": "presence.join", "channel": self.channel_name, "user": self.me},
+                self.channel_layer)
+        except layer_calls.LayerUnavailable:
+            pass  # logged by layer_calls; presence comes back with the layer
+        await self._send_presence()
+
+    async def _send_presence(self) -> None:
+        users = {u["id"]: u for u in self.present.values()}
+        await self.send_frame(presence_frame(sorted(users.values(), key=lambda u: u["name"])))
+
+    async def presence_join(self, event: dict[str, Any]) -> None:
+        if event["channel"] == self.channel_name or not hasattr(self, "me"):
+            return
+        self.present[event["channel"]] = event["user"]
+        with contextlib.suppress(layer_calls.LayerUnavailable):
+            await layer_calls.send(event["channel"], {
+                "type": "presence.here", "channel": self.channel_name, "user": self.me},
+                self.channel_layer)
+        await self._send_presence()
+
+    async def presence_here(self, event: dict[str, Any]) -> None:
+        self.present[event["channel"]] = event["user"]
+        await self._send_presence()
+
+    async def presence_leave(self, event: dict[str, Any]) -> None:
+        if self.present.pop(event["channel"], None) is not None:
+            await self._send_presence()
 
     async def session_revoked(self, event: dict[str, Any]) -> None:
         """The socket's session ended (sessions.REVOKED_MESSAGE, or the guard in _receive)."""

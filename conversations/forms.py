@@ -6,7 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from conversations import services
-from conversations.models import Agent
+from conversations.models import Agent, Team
 
 
 class NewConversationForm(forms.Form):
@@ -25,13 +25,27 @@ class NewConversationForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"plan": "pro"}'}),
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.none(), label=_("Team"), to_field_name="slug",
+        help_text=_("Its members share the conversation."))
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        agents = Agent.objects.active()
+        # Only the agents the user's teams may use; create_conversation checks the pair.
+        agents = services.teams.agents_for(user)
         self.fields["agent"].queryset = agents
         default = agents.default()
         if default is not None:
             self.fields["agent"].initial = default.slug
+        teams = services.teams.user_teams(user)
+        team = services.teams.default_team(user)
+        if team is None:
+            # In no team: a private conversation, nothing to choose.
+            del self.fields["team"]
+        else:
+            self.fields["team"].queryset = teams
+            self.fields["team"].initial = team.slug
+            self.order_fields(["agent", "team"])
 
     def clean_metadata(self) -> dict[str, Any]:
         try:

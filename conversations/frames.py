@@ -23,6 +23,7 @@ from conversations.models import (
     pick_title,
 )
 from conversations.providers import capabilities
+from conversations.services.costs import cost_number, message_cost
 
 
 class ToolCallLike(Protocol):
@@ -184,10 +185,28 @@ def conversation_json(conversation: Conversation, language: str | None = None) -
         "metadata": conversation.metadata,
         "archived": conversation.archived,
         "forked_from": str(conversation.forked_from_id) if conversation.forked_from_id else None,
+        "team": team_json(conversation),
+        "assignee": assignee_json(conversation),
         "capabilities": capabilities_json(conversation.agent.provider, conversation.agent.options),
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
     }
+
+
+def team_json(conversation: Conversation) -> dict[str, str] | None:
+    """{"slug", "name"} of the conversation's team, or None. Loaded by the services that read
+    conversations (select_related); else a query, so never call it unloaded in async code."""
+    if conversation.team_id is None:
+        return None
+    team = conversation.team
+    return {"slug": team.slug, "name": team.name}
+
+
+def assignee_json(conversation: Conversation) -> dict[str, Any] | None:
+    """{"id", "name"} of the conversation's assignee, or None (loaded like `team_json`)."""
+    if conversation.assignee_id is None:
+        return None
+    return user_json(conversation.assignee)
 
 
 def capabilities_json(kind: str, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -244,11 +263,14 @@ def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> 
         "id": str(message.id),
         "parent_id": str(message.parent_id) if message.parent_id else None,
         "role": message.role,
+        "author": author_json(message),
         "content": message.content,
         "status": message.status,
         "error": message.error,
         "tool_calls": [tool_call_json(c) for c in calls],
         "token_usage": message.usage,
+        # The agent's current prices (services.costs); null without prices or usage.
+        "cost": cost_number(message_cost(message)),
         "client_id": message.client_id,
         "created_at": _iso(message.created_at),
         "completed_at": _iso(message.completed_at),
@@ -269,6 +291,21 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
         "content_type": attachment.content_type,
         "url": reverse("api_attachment", args=[attachment.id]),
     }
+
+
+def user_json(user: Any) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"id": user.pk, "name": user.get_full_name() or user.get_username()}
+
+
+def author_json(message: Message) -> dict[str, Any] | None:
+    """Who wrote a user message, note or event; read only when loaded (select_related in the
+    transcript loaders, or set on a message just created): never a query per message."""
+    if message.author_id is None:
+        return None
+    author = message._state.fields_cache.get("author")
+    return user_json(author) if author is not None else {"id": message.author_id, "name": ""}
 
 
 def _feedback_json(message: Message) -> dict[str, Any] | None:
@@ -343,6 +380,11 @@ def interrupt_requested(message_id: str, interrupt_id: str, reason: str,
 
 def conversation_updated(conversation: dict[str, Any]) -> ConversationUpdated:
     return {"type": "conversation.updated", "conversation": conversation}
+
+
+def presence_frame(users: list[dict[str, Any]]) -> dict[str, Any]:
+    """Who has the conversation open now: `users` [{id, name}], each once."""
+    return {"type": "presence", "users": users}
 
 
 def pong() -> Pong:

@@ -1015,6 +1015,29 @@ async def notify_branch_changed(conversation_id: UUID | str) -> None:
                 await viewer.resync()
 
 
+async def notify_event(conversation_id: UUID | str, frames: list[dict[str, Any]]) -> None:
+    """A note or an assignment event: `message.created` + `conversation.updated` to every
+    socket of the conversation, in every process."""
+    try:
+        await layer_calls.group_send(conversation_group(conversation_id),
+                                     {"type": "relay.frames", "frames": frames},
+                                     get_channel_layer())
+    except layer_calls.LayerUnavailable:
+        # Logged by layer_calls: this process's sockets get it now; others on their next sync.
+        await relay.deliver_local(str(conversation_id), frames)
+
+
+def _on_conversation_event(sender: Any, conversation_id: UUID | str, message_id: UUID | str,
+                           **kwargs: Any) -> None:
+    # Sent on commit by services.desk, from a sync thread (a view, the API, a socket's
+    # database thread, the admin).
+    message = services.stored_message(message_id)
+    conversation = services.load_conversation(conversation_id)
+    frames = [shapes.message_created(message_json(message)),
+              shapes.conversation_updated(conversation_json(conversation))]
+    async_to_sync(notify_event)(conversation_id, frames)
+
+
 def _on_branch_selected(sender: Any, conversation_id: UUID | str, **kwargs: Any) -> None:
     # Sent by services.select_branch on commit, from a sync thread (the API).
     async_to_sync(notify_branch_changed)(conversation_id)
@@ -1032,3 +1055,5 @@ def connect_receivers() -> None:
         _on_conversation_deleted, dispatch_uid="conversations.relay.notify_deleted")
     services.branch_selected.connect(
         _on_branch_selected, dispatch_uid="conversations.relay.notify_branch_changed")
+    services.conversation_event.connect(
+        _on_conversation_event, dispatch_uid="conversations.relay.notify_event")

@@ -19,8 +19,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from conversations import ratelimit, services
 from conversations.forms import NewConversationForm, RenameForm
-from conversations.frames import capabilities_json, conversation_json, message_json
-from conversations.models import Agent, Conversation
+from conversations.frames import (
+    capabilities_json,
+    conversation_json,
+    message_json,
+    user_json,
+)
+from conversations.models import Agent, Conversation, Team
 
 # The home page's draft conversation id: its URLs carry it until the first send creates the
 # real conversation, whose id the script (static/chat/draft.js) puts in their place.
@@ -45,26 +50,55 @@ def _sidebar(request: HttpRequest, current_id: UUID | None = None) -> dict[str, 
     show_archived = request.GET.get("archived") == "1"
     # "All conversations about this customer": the conversations' external user id.
     customer = request.GET.get("customer", "").strip()[: services.EXTERNAL_USER_ID_MAX_CHARS]
-    page_obj = services.list_conversations(
-        request.user, q=q, archived=show_archived, page=request.GET.get("page", 1),
-        external_user_id=customer,
-    )
+    view, team = request.GET.get("view", "")[:32], request.GET.get("team", "")[:64]
+    listing = {"q": q, "archived": show_archived, "page": request.GET.get("page", 1),
+               "external_user_id": customer}
+    try:
+        page_obj = services.list_conversations(request.user, view=view, team=team, **listing)
+    except services.InvalidInput:
+        # A stale or hand-edited link (a team left since, an unknown view): the whole list.
+        view = team = ""
+        page_obj = services.list_conversations(request.user, **listing)
     archived = "1" if show_archived else ""
+    # One switcher entry per view, then per team the user is in (none for a user in no team:
+    # their list is all theirs). Each keeps the search, the customer and the archive tab.
+    views: list[dict[str, Any]] = []
+    teams = list(services.teams.user_teams(request.user))
+    if teams:
+        choices = [("", "", _("All")), ("mine", "", _("Mine")),
+                   ("assigned", "", _("Assigned to me")), ("unassigned", "", _("Unassigned"))]
+        choices += [("team", t.slug, t.name) for t in teams]
+        views = [{"label": label, "current": (name, slug) == (view, team),
+                  "query": _query(view=name, team=slug, q=q, archived=archived,
+                                  customer=customer)}
+                 for name, slug, label in choices]
     return {
         "conversations": page_obj.object_list,
         "page_obj": page_obj,
         "q": q,
         "show_archived": show_archived,
         "customer": customer,
+        "view": view,
+        "team_slug": team,
+        "views": views,
         "current_id": current_id,
         # Query strings for the sidebar's links, each keeping the other filters.
-        "filter_query": _query(q=q, archived=archived, customer=customer),
-        "active_query": _query(q=q, customer=customer),
-        "archived_query": _query(archived="1", q=q, customer=customer),
-        "without_customer_query": _query(q=q, archived=archived),
+        "filter_query": _query(view=view, team=team, q=q, archived=archived, customer=customer),
+        "active_query": _query(view=view, team=team, q=q, customer=customer),
+        "archived_query": _query(archived="1", view=view, team=team, q=q, customer=customer),
+        "without_customer_query": _query(view=view, team=team, q=q, archived=archived),
         # Conversation links keep the customer filter, so the list stays the same there.
         "chat_query": _query(customer=customer),
     }
+
+
+def _mark_team_agents(agents: list[Agent], teams: list[Team], team: Team | None) -> None:
+    """Each agent's `draft_teams` (the slugs of the user's teams that may use it; None: every
+    team) and `draft_allowed` (open to `team`), for the home page's team picker."""
+    for agent in agents:
+        restricted = {t.pk for t in agent.teams.all()}
+        agent.draft_teams = [t.slug for t in teams if t.pk in restricted] if restricted else None
+        agent.draft_allowed = not restricted or (team is not None and team.pk in restricted)
 
 
 @login_required
@@ -72,10 +106,15 @@ def home(request: HttpRequest) -> HttpResponse:
     """The chat page with no conversation yet (a draft): type at once; the first send creates
     the conversation and the page becomes its chat without a reload (static/chat/draft.js)."""
     sidebar = _sidebar(request)
-    agents = list(Agent.objects.active())
+    # Only the agents the user's teams may use (services.teams: the one rule).
+    agents = list(services.teams.agents_for(request.user).prefetch_related("teams"))
     if not agents:
         return render(request, "conversations/home.html", {**sidebar, "agents": agents})
-    agent = services.last_used_agent(request.user, agents)
+    teams = list(services.teams.user_teams(request.user))
+    team = services.teams.default_team(request.user)
+    _mark_team_agents(agents, teams, team)
+    agent = services.last_used_agent(
+        request.user, [a for a in agents if a.draft_allowed] or agents)
     # Filtered by customer: a new conversation is most likely about that customer too.
     customer = sidebar["customer"]
     draft = Conversation(id=DRAFT_ID, owner=request.user, agent=agent,
@@ -86,7 +125,8 @@ def home(request: HttpRequest) -> HttpResponse:
         chat_url = f"{chat_url}?{sidebar['chat_query']}"
     # A new conversation tops the first page of the active list, whatever the customer filter
     # (it carries that customer); a search or another page may not show it.
-    listed = not (sidebar["q"] or sidebar["show_archived"] or sidebar["page_obj"].number > 1)
+    listed = not (sidebar["q"] or sidebar["show_archived"] or sidebar["page_obj"].number > 1
+                  or sidebar["view"] not in ("", "mine"))
     initial_state = {
         "conversation": {**conversation_json(draft, language), "id": None},
         "messages": [],
@@ -101,9 +141,12 @@ def home(request: HttpRequest) -> HttpResponse:
             "listed": listed,
             "agents": [
                 {"slug": a.slug, "name": a.name,
-                 "capabilities": capabilities_json(a.provider, a.options)}
+                 "capabilities": capabilities_json(a.provider, a.options),
+                 "teams": a.draft_teams}
                 for a in agents
             ],
+            # The team picker's choice goes with the first send (shown for 2+ teams).
+            "team": team.slug if team is not None and len(teams) > 1 else None,
         },
     }
     return render(
@@ -112,6 +155,8 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             **sidebar,
             "agents": agents,
+            "teams": teams if len(teams) > 1 else [],
+            "draft_team": team,
             "conversation": draft,
             "draft": True,
             "rename_form": RenameForm(),
@@ -130,14 +175,15 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
     customer = request.GET.get("customer", "").strip()[: services.EXTERNAL_USER_ID_MAX_CHARS]
     initial = {"external_user_id": customer}
     agent = request.GET.get("agent", "")
-    if agent and Agent.objects.active().filter(slug=agent).exists():
+    if agent and services.teams.agents_for(request.user).filter(slug=agent).exists():
         initial["agent"] = agent
-    form = NewConversationForm(request.POST or None, initial=initial)
+    form = NewConversationForm(request.POST or None, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             conversation = services.create_conversation(
                 request.user,
                 agent=form.cleaned_data["agent"],
+                team=form.cleaned_data.get("team"),
                 title=form.cleaned_data["title"],
                 external_user_id=form.cleaned_data["external_user_id"],
                 metadata=form.cleaned_data["metadata"],
@@ -164,12 +210,14 @@ def chat(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
         "ws_path": f"/ws/conversations/{conversation.id}/",
         "user_message_max": services.CONTENT_MAX_CHARS,
         "attachment_max_bytes": services.attachment_max_bytes(),
+        "me": user_json(request.user),
     }
     return render(
         request,
         "conversations/chat.html",
         {
             **_sidebar(request, conversation.id),
+            "desk": services.desk_choices(request.user, conversation),
             "conversation": conversation,
             "rename_form": RenameForm(initial={"title": conversation.title}),
             "initial_state": initial_state,

@@ -137,8 +137,16 @@ async def socket_to(server: LiveServer, session: str, conversation_id: str) -> C
     )
 
 
-async def recv(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+async def recv(ws: ClientConnection, timeout: float = 10, *,
+               presence: bool = False) -> dict[str, Any]:
+    """The next frame; `presence` frames (a socket of the conversation opened or closed, in any
+    process) are skipped unless asked for, as tests/wsclient.py does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(await asyncio.wait_for(
+            ws.recv(), max(0.01, deadline - time.monotonic())))
+        if presence or frame.get("type") != "presence":
+            return frame
 
 
 async def recv_until(ws: ClientConnection, *types: str, timeout: float = 20
@@ -146,7 +154,8 @@ async def recv_until(ws: ClientConnection, *types: str, timeout: float = 20
     frames = []
     deadline = time.monotonic() + timeout
     while True:
-        frame = await recv(ws, max(0.01, deadline - time.monotonic()))
+        frame = await recv(ws, max(0.01, deadline - time.monotonic()),
+                           presence="presence" in types)
         frames.append(frame)
         if frame["type"] in types:
             return frames

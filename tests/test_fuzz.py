@@ -241,7 +241,8 @@ class Exchange:
             frame = json.loads(out["text"])
             if frame == {"type": "pong"}:
                 return replies
-            replies.append(frame)
+            if frame.get("type") != "presence":  # a socket opened or closed: not a reply
+                replies.append(frame)
 
 
 def is_ping(text: str | None) -> bool:

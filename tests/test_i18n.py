@@ -434,6 +434,14 @@ async def _socket(client: Client, conversation_id: Any, **headers: str) -> Webso
     return comm
 
 
+async def _frame(comm: WebsocketCommunicator) -> dict[str, Any]:
+    """The next frame other than `presence` (sockets opening and closing)."""
+    while True:
+        frame = json.loads(await comm.receive_from(timeout=5))
+        if frame.get("type") != "presence":
+            return frame
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_it_websocket_frames_use_the_sockets_language(alice_client: Client, titled: Any):
     french = await _socket(alice_client, titled.id, **{"accept-language": "fr-CA,fr;q=0.9"})
@@ -445,7 +453,7 @@ async def test_it_websocket_frames_use_the_sockets_language(alice_client: Client
                                     (b"accept-language", b"en")])
     assert (await chosen.connect(timeout=5))[0]
     try:
-        syncs = [json.loads(await c.receive_from(timeout=5)) for c in (french, english, chosen)]
+        syncs = [await _frame(c) for c in (french, english, chosen)]
         assert [s["conversation"]["display_title"] for s in syncs] == [
             "Question sur le colis", "Parcel question", "Question sur le colis"]
         # conversation.updated is built once by the run and fanned out: each socket localizes.
@@ -454,21 +462,21 @@ async def test_it_websocket_frames_use_the_sockets_language(alice_client: Client
         await get_channel_layer().group_send(
             conversation_group(titled.id), {"type": "relay.frames", "skip": None, "frames": [frame]}
         )
-        updates = [json.loads(await c.receive_from(timeout=5)) for c in (french, english)]
+        updates = [await _frame(c) for c in (french, english)]
         assert [u["conversation"]["display_title"] for u in updates] == ["Colis perdu",
                                                                         "Lost parcel"]
         assert updates[0]["conversation"]["generated_title"] == "Colis perdu"
         assert frame["conversation"]["display_title"] == "Lost parcel"  # not mutated
         # Error frames: English codes, messages in the socket's language (services' too).
         await french.send_to(text_data="{oops")
-        error = json.loads(await french.receive_from(timeout=5))
+        error = await _frame(french)
         assert error == {"type": "error", "code": "bad_json",
                          "message": "La trame n'est pas du JSON valide."}
         await french.send_to(text_data=json.dumps({"type": "message.send", "content": "  "}))
-        error = json.loads(await french.receive_from(timeout=5))
+        error = await _frame(french)
         assert error["code"] == "invalid" and error["message"] == "Le message est vide."
         await english.send_to(text_data=json.dumps({"type": "message.send", "content": "  "}))
-        assert json.loads(await english.receive_from(timeout=5))["message"] == (
+        assert (await _frame(english))["message"] == (
             "The message is empty.")
     finally:
         for comm in (french, english, chosen):

@@ -21,12 +21,22 @@ class Socket:
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.comm = communicator
         self.sync: dict[str, Any] = {}
+        # `presence` frames arrive whenever a socket of the conversation opens or closes: kept
+        # here (the latest users list) rather than returned, so tests read the frames they wait for.
+        self.presence: list[dict[str, Any]] | None = None
 
     async def send(self, frame: Any) -> None:
         await self.comm.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
 
     async def recv(self, timeout: float = 5) -> dict[str, Any]:
-        return json.loads(await self.comm.receive_from(timeout=timeout))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = json.loads(await self.comm.receive_from(
+                timeout=max(0.01, deadline - loop.time())))
+            if not (isinstance(frame, dict) and frame.get("type") == "presence"):
+                return frame
+            self.presence = frame["users"]
 
     async def recv_until(self, *types: str, timeout: float = 10) -> list[dict[str, Any]]:
         """Frames up to and including the first one whose type is in `types`."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -17,12 +18,25 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from conversations import services
-from conversations.models import Agent, Conversation, Label
+from conversations.models import Agent, Conversation, Label, Team
 from conversations.review import export
 
 
 class AddLabelForm(forms.Form):
     label = forms.ModelChoiceField(queryset=Label.objects.all(), label=gettext_lazy("Label"))
+
+
+class HandoffForm(forms.Form):
+    """Assign, unassign or transfer selected conversations (services.desk)."""
+
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.all(), required=False, label=gettext_lazy("Transfer to team"),
+        empty_label=gettext_lazy("— keep each conversation's team —"))
+    note = forms.CharField(required=False, max_length=500, label=gettext_lazy("Note"))
+    assignee = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        required=False, label=gettext_lazy("Assign to"),
+        empty_label=gettext_lazy("— nobody (unassign) —"))
 
 
 # Conversations -------------------------------------------------------------------------------
@@ -88,6 +102,43 @@ def add_label(
     }
     return TemplateResponse(
         request, "admin/conversations/conversation/add_label.html", context
+    )
+
+
+@admin.action(description=gettext_lazy("Assign or transfer selected conversations"),
+              permissions=["change"])
+def handoff(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
+) -> HttpResponse | None:
+    """Transfer (to a team, with a note) and/or assign: each change is an event in the
+    transcript, as from the chat header and the API."""
+    form = HandoffForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        ids = list(queryset.values_list("pk", flat=True))
+        team, assignee = form.cleaned_data["team"], form.cleaned_data["assignee"]
+        moved = services.transfer_many(ids, request.user, team, form.cleaned_data["note"]) \
+            if team else 0
+        assigned = services.assign_many(ids, request.user, assignee)
+        modeladmin.message_user(request, _(
+            "%(moved)d transferred, %(assigned)d (re)assigned; a conversation whose team the "
+            "assignee is not in was left as it was.") % {"moved": moved, "assigned": assigned},
+            messages.SUCCESS)
+        return None
+    select_across = request.POST.get("select_across") == "1"
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": _("Assign or transfer"),
+        "opts": modeladmin.model._meta,
+        "form": form,
+        "count": queryset.count(),
+        "select_across": select_across,
+        "selected": [] if select_across else request.POST.getlist(
+            helpers.ACTION_CHECKBOX_NAME
+        ),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(
+        request, "admin/conversations/conversation/handoff.html", context
     )
 
 

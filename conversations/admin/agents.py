@@ -47,7 +47,7 @@ class AgentForm(forms.ModelForm):
 class AgentAdmin(admin.ModelAdmin):
     form = AgentForm
     list_display = ["slug", "name", "provider", "base_url", "token_env", "is_active", "is_default"]
-    list_filter = ["provider", "is_active"]
+    list_filter = ["provider", "is_active", "teams"]
     search_fields = ["slug", "name"]
     actions = [test_connection_action]
     change_form_template = "admin/conversations/agent/change_form.html"

@@ -29,6 +29,7 @@ from conversations.admin.actions import (
     add_label,
     export_csv,
     export_jsonl,
+    handoff,
     mark_flagged,
     mark_reviewed,
 )
@@ -65,11 +66,12 @@ class ConversationAdmin(admin.ModelAdmin):
     form = ReviewForm
     change_form_template = "admin/conversations/conversation/change_form.html"
     list_display = [
-        "title_column", "owner", "agent_column", "external_user_id", "message_count",
+        "title_column", "owner", "team", "agent_column", "external_user_id", "message_count",
         "last_activity", "failure_count", "feedback_column", "review_column", "label_column",
     ]
     list_filter = [
         "agent",
+        "team",
         ("owner", admin.RelatedOnlyFieldListFilter),
         "review_status",
         "labels",
@@ -79,7 +81,7 @@ class ConversationAdmin(admin.ModelAdmin):
         HasToolCallsFilter,
         "archived",
     ]
-    list_select_related = ["owner", "agent"]
+    list_select_related = ["owner", "agent", "team"]
     list_per_page = 50
     # Searching is done by get_search_results; one field here makes the admin show the box.
     search_fields = ["title"]
@@ -105,7 +107,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "external_user_id", "metadata_block", "vendor_conversation_id", "forked_from",
         "archived", "created_at", "updated_at",
     ]
-    actions = [mark_reviewed, mark_flagged, add_label, export_csv, export_jsonl]
+    actions = [mark_reviewed, mark_flagged, add_label, handoff, export_csv, export_jsonl]
 
     @property
     def media(self) -> forms.Media:

@@ -1,9 +1,9 @@
 """Reviewer statistics: per day and per agent, over a date range, plus server-rendered SVG charts.
 
-Three queries whatever the range: conversations per (day, agent) aggregated by the database, the
-finished assistant replies of the range (a few columns each, read with an iterator), and the
-agents involved. Percentiles are computed in Python over those replies, which is fine for the
-tens of thousands of replies a month brings at this scale.
+Three queries whatever the range: every agent (names and prices), conversations per (day, agent,
+team) aggregated by the database, and the finished assistant replies of the range (a few columns
+each, read with an iterator). Percentiles are computed in Python over those replies, which is
+fine for the tens of thousands of replies a month brings at this scale.
 
 Definitions (also shown under the page's tables):
 - a reply is an assistant message created in the range that is no longer streaming;
@@ -12,6 +12,7 @@ Definitions (also shown under the page's tables):
   is over completed replies;
 - percentiles use the nearest-rank method, so every figure is one a reply actually had;
 - feedback counts the thumbs given to the range's replies; ratio = up / (up + down).
+- cost is each reply's at its agent's current prices (services.costs), per agent and per team.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count
@@ -32,6 +34,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from conversations.models import Agent, Conversation, Message
+from conversations.services.costs import agent_prices, format_cost, reply_cost, reply_tokens
 
 # Okabe-Ito: eight colours told apart by people with the common colour-vision deficiencies.
 PALETTE = [
@@ -59,8 +62,14 @@ class Bucket:
     ttft: list[int] = field(default_factory=list)
     durations: list[int] = field(default_factory=list)
     tokens: int = 0
+    # At the agents' prices (services.costs); None while no reply of the bucket has a cost.
+    cost: Decimal | None = None
     up: int = 0
     down: int = 0
+
+    @property
+    def cost_display(self) -> str:
+        return format_cost(self.cost)
 
     @property
     def failed(self) -> int:
@@ -122,6 +131,12 @@ class AgentInfo:
     color: str
 
 
+@dataclass(frozen=True)
+class TeamInfo:
+    id: int | None  # None: conversations outside a team
+    name: str
+
+
 @dataclass
 class Stats:
     start: date
@@ -132,9 +147,15 @@ class Stats:
     by_agent: dict[int, Bucket]
     by_day: dict[date, Bucket]
     total: Bucket
+    by_team: dict[TeamInfo, Bucket] = field(default_factory=dict)
 
     def agent_rows(self) -> list[tuple[AgentInfo, Bucket]]:
         return [(a, self.by_agent[a.id]) for a in self.agents]
+
+    def team_rows(self) -> list[tuple[TeamInfo, Bucket]]:
+        """Teams by name, then the conversations outside a team."""
+        return sorted(self.by_team.items(),
+                      key=lambda item: (item[0].id is None, item[0].name.lower(), item[0].id or 0))
 
     def day_rows(self) -> list[tuple[date, AgentInfo, Bucket]]:
         """Active (day, agent) pairs, newest day first."""
@@ -153,14 +174,8 @@ def _bounds(start: date, end: date, tz: tzinfo) -> tuple[datetime, datetime]:
 
 
 def _tokens(usage: Any) -> int:
-    if not isinstance(usage, dict):
-        return 0
-    total = usage.get("total_tokens")
-    if isinstance(total, int):
-        return total
-    # Some vendors report only the two halves.
-    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-    return sum(p for p in parts if isinstance(p, int))
+    # The vendor's total, else the two halves some vendors report alone.
+    return reply_tokens(usage)
 
 
 def compute_stats(start: date, end: date) -> Stats:
@@ -171,25 +186,32 @@ def compute_stats(start: date, end: date) -> Stats:
     by_day_agent: dict[tuple[date, int], Bucket] = {}
     by_agent: dict[int, Bucket] = {}
     by_day: dict[date, Bucket] = {}
+    by_team: dict[TeamInfo, Bucket] = {}
     total = Bucket()
+    # Every agent, for its prices now and its name at the end: a small table, one query.
+    all_agents = {a.pk: a for a in Agent.objects.order_by("name", "pk")}
+    prices = {pk: agent_prices(a.options) for pk, a in all_agents.items()}
 
-    def buckets(day: date, agent_id: int) -> tuple[Bucket, ...]:
+    def buckets(day: date, agent_id: int, team: TeamInfo) -> tuple[Bucket, ...]:
         return (
             by_day_agent.setdefault((day, agent_id), Bucket()),
             by_agent.setdefault(agent_id, Bucket()),
             by_day.setdefault(day, Bucket()),
+            by_team.setdefault(team, Bucket()),
             total,
         )
 
+    no_team = TeamInfo(None, _("No team"))
     started = (
         Conversation.objects.filter(created_at__gte=lo, created_at__lt=hi)
         .annotate(day=TruncDate("created_at", tzinfo=tz))
-        .values_list("day", "agent_id")
+        .values_list("day", "agent_id", "team_id", "team__name")
         .annotate(n=Count("pk"))
         .order_by()
     )
-    for day, agent_id, n in started:
-        for bucket in buckets(day, agent_id):
+    for day, agent_id, team_id, team_name, n in started:
+        team = TeamInfo(team_id, team_name) if team_id is not None else no_team
+        for bucket in buckets(day, agent_id, team):
             bucket.conversations += n
 
     replies = (
@@ -199,19 +221,21 @@ def compute_stats(start: date, end: date) -> Stats:
         .exclude(status=Message.Status.STREAMING)
         .values_list(
             "conversation__agent_id", "created_at", "completed_at", "ttft_ms", "status",
-            "error_code", "usage", "feedback__score",
+            "error_code", "usage", "feedback__score", "conversation__team_id",
+            "conversation__team__name",
         )
         .order_by()
     )
-    for agent_id, created, completed, ttft, status, code, usage, score in replies.iterator(
-        chunk_size=REPLY_CHUNK
-    ):
+    for (agent_id, created, completed, ttft, status, code, usage, score, team_id,
+         team_name) in replies.iterator(chunk_size=REPLY_CHUNK):
+        team = TeamInfo(team_id, team_name) if team_id is not None else no_team
+        cost = reply_cost(usage, prices.get(agent_id))
         day = timezone.localtime(created, tz).date()
         duration = None
         if status == Message.Status.COMPLETED and completed is not None:
             duration = max(0, round((completed - created).total_seconds() * 1000))
         tokens = _tokens(usage)
-        for bucket in buckets(day, agent_id):
+        for bucket in buckets(day, agent_id, team):
             bucket.replies += 1
             if status == Message.Status.FAILED:
                 bucket.failures[code or "unknown"] += 1
@@ -220,6 +244,8 @@ def compute_stats(start: date, end: date) -> Stats:
             if duration is not None:
                 bucket.durations.append(duration)
             bucket.tokens += tokens
+            if cost is not None:
+                bucket.cost = (bucket.cost or 0) + cost
             if score == 1:
                 bucket.up += 1
             elif score == -1:
@@ -227,9 +253,9 @@ def compute_stats(start: date, end: date) -> Stats:
 
     agents = [
         AgentInfo(a.pk, a.slug, a.name, PALETTE[i % len(PALETTE)])
-        for i, a in enumerate(Agent.objects.filter(pk__in=list(by_agent)).order_by("name", "pk"))
+        for i, a in enumerate(a for pk, a in all_agents.items() if pk in by_agent)
     ]
-    return Stats(start, end, days, agents, by_day_agent, by_agent, by_day, total)
+    return Stats(start, end, days, agents, by_day_agent, by_agent, by_day, total, by_team)
 
 
 # Charts --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import nh3
@@ -137,10 +138,16 @@ class MessageView:
     branch: tuple[int, int, str | None, str | None] | None = None
     edited: bool = False
     regenerated: bool = False
+    # A reply's cost at its agent's prices (services.costs), None without prices or usage.
+    cost: Decimal | None = None
 
     @property
     def anchor(self) -> str:
         return f"msg-{self.message.pk}"
+
+    @property
+    def cost_display(self) -> str:
+        return services.costs.format_cost(self.cost)
 
 
 def _tool_call_view(call: ToolCall) -> ToolCallView:
@@ -198,8 +205,11 @@ def transcript_views(conversation: Conversation, leaf: Any = None) -> list[Messa
     except services.InvalidInput:  # a malformed ?branch= shows the active path
         messages, path = services.path_transcript(conversation)
     views = []
+    prices = services.costs.agent_prices(conversation.agent.options)
     for m in messages:
         view = message_view(m)
+        if m.role == Message.Role.ASSISTANT:
+            view.cost = services.costs.reply_cost(m.usage, prices)
         siblings = path.branches.get(str(m.pk))
         if siblings:
             i = siblings.index(str(m.pk))

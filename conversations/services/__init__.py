@@ -2,7 +2,8 @@
 
 One module per subject: `conversations` (create, list, read, change, delete, transcript),
 `runs` (accepting a message or an interrupt answer, the relay's writes, the reaper),
-`branches` (the message tree and its active path), `edits` (regenerate and edit: a branch or a
+`branches` (the message tree and its active path), `teams` (membership, team agents), `desk`
+(internal notes, assignment and handoff), `edits` (regenerate and edit: a branch or a
 fork),
 `feedback`, `agents` (with the admin's connection test), `review` (reviewers' stamped writes),
 `validation` (the JSON gate and every field's rules) and `errors`.
@@ -18,6 +19,7 @@ Channels; a deletion reaches the relay through the `conversation_deleted` signal
 
 from __future__ import annotations
 
+from conversations.services import canned, costs, teams
 from conversations.services.agents import (
     ConnectionResult,
     agent_config,
@@ -47,11 +49,24 @@ from conversations.services.conversations import (
     delete_conversation,
     get_conversation,
     list_conversations,
+    load_conversation,
+    may_open,
     path_transcript,
     recent_messages,
     stored_message,
     transcript,
     update_conversation,
+)
+from conversations.services.costs import check_budget
+from conversations.services.desk import (
+    add_note,
+    apply_assignment,
+    assign,
+    assign_many,
+    conversation_event,
+    desk_choices,
+    transfer,
+    transfer_many,
 )
 from conversations.services.edits import edit_message, regenerate_reply
 from conversations.services.errors import InvalidInput, NotFound
@@ -93,6 +108,16 @@ from conversations.services.validation import (
 )
 
 __all__ = [
+    "add_note",
+    "load_conversation",
+    "may_open",
+    "apply_assignment",
+    "assign",
+    "assign_many",
+    "desk_choices",
+    "transfer_many",
+    "conversation_event",
+    "transfer",
     "CLIENT_ID_MAX_CHARS",
     "CONTENT_MAX_CHARS",
     "EXTERNAL_USER_ID_MAX_CHARS",
@@ -105,6 +130,10 @@ __all__ = [
     "ATTACHMENTS_PER_MESSAGE",
     "ATTACHMENT_IMAGE_TYPES",
     "attachment_max_bytes",
+    "canned",
+    "costs",
+    "teams",
+    "check_budget",
     "attachment_too_large",
     "get_attachment",
     "open_attachment",

@@ -23,6 +23,7 @@ from conversations.providers import get_provider, provider_class
 # Re-exported: the admin's agent form lists the kinds and imports no provider module itself.
 from conversations.providers import provider_kinds as provider_kinds
 from conversations.providers.base import AgentConfig, RunRequest, Timeouts, error_for_exception
+from conversations.services.costs import price_problems
 from conversations.services.errors import InvalidInput
 from conversations.token_env import token_env_problem
 
@@ -90,8 +91,9 @@ def ensure_demo_agent() -> Agent:
 
 
 def agent_options_problems(kind: str, options: dict[str, Any]) -> list[str]:
-    """What is wrong with `options` for a provider of `kind` (empty when nothing is)."""
-    return provider_class(kind).validate_options(options)
+    """What is wrong with `options` for a provider of `kind` (empty when nothing is), the
+    prices every kind may carry (services.costs) included."""
+    return [*provider_class(kind).validate_options(options), *price_problems(options)]
 
 # 20 s: long enough for a cold vendor to send its first token, short enough that a person waits
 # for the page.

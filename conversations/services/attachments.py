@@ -216,13 +216,15 @@ def _may_review(user: Any) -> bool:
 
 
 def get_attachment(user: Any, attachment_id: UUID | str) -> Attachment:
-    """An attachment the user may see: of their own conversation, or any for a reviewer (the
-    admin transcript shows them). NotFound otherwise, the same for a missing one."""
+    """An attachment the user may see: of a conversation they may open (for_user: their own
+    and their teams'), or any for a reviewer (the admin transcript shows them). NotFound
+    otherwise, the same for a missing one."""
     try:
         attachment = Attachment.objects.select_related("conversation").get(pk=attachment_id)
     except (Attachment.DoesNotExist, ValidationError, ValueError):
         raise NotFound(_("No such attachment.")) from None
-    if attachment.conversation.owner_id != getattr(user, "pk", None) and not _may_review(user):
+    if not _may_review(user) and not Conversation.objects.for_user(user).filter(
+            pk=attachment.conversation_id).exists():
         raise NotFound(_("No such attachment."))
     return attachment
 

@@ -15,12 +15,20 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations.models import Agent, Attachment, Conversation, Message, Team, ToolCall
+from conversations.models import (
+    Agent,
+    Attachment,
+    Conversation,
+    Message,
+    Team,
+    ToolCall,
+    search_snippets,
+)
 from conversations.providers.base import VendorError, error_for_exception
 from conversations.services.agents import agent_config, resolve_agent, vendor_timeouts
 from conversations.services.branches import ActivePath, active_path
 from conversations.services.errors import InvalidInput, NotFound
-from conversations.services.teams import check_agent, resolve_team
+from conversations.services.teams import check_agent, resolve_team, user_teams
 from conversations.services.validation import (
     clean_external_user_id,
     clean_metadata,
@@ -45,6 +53,17 @@ def get_conversation(user: Any, conversation_id: UUID | str) -> Conversation:
         return Conversation.objects.for_user(user).select_related("agent").get(pk=conversation_id)
     except (Conversation.DoesNotExist, ValidationError, ValueError):
         raise NotFound(_("No such conversation.")) from None
+
+
+def may_open(user: Any, conversation_id: UUID | str) -> bool:
+    return Conversation.objects.for_user(user).filter(pk=conversation_id).exists()
+
+
+def load_conversation(conversation_id: UUID | str) -> Conversation:
+    """A conversation with no access check: for the relay's announcements, which go only to
+    sockets that passed the check when they opened."""
+    return Conversation.objects.select_related("agent", "team", "assignee").get(
+        pk=conversation_id)
 
 
 def create_conversation(
@@ -79,13 +98,59 @@ def list_conversations(
     page: Any = 1,
     per_page: int = PAGE_SIZE,
     external_user_id: str = "",
+    view: str = "",
+    team: str = "",
 ) -> Page:
+    """One page of what `user` may see, most recent first, or best match first with `q` (each
+    conversation then carries `search_snippet`, a list of (text, is_match) parts, or None).
+    `view` narrows it (LIST_VIEWS); a bad view or a team the user is not in is InvalidInput
+    (422)."""
     qs = Conversation.objects.for_user(user).filter(archived=archived).select_related("agent")
+    qs = _in_view(qs, user, view, team)
     if external_user_id:
         # "All conversations about this customer".
         qs = qs.filter(external_user_id=external_user_id)
-    qs = qs.search(q).order_by("-updated_at", "-pk")
-    return Paginator(qs, per_page).get_page(page)
+    if not q.strip():
+        page_obj = Paginator(qs.order_by("-updated_at", "-pk"), per_page).get_page(page)
+        page_obj.object_list = rows = list(page_obj.object_list)
+        snippets = {}
+    else:
+        # Ranked ids, then the page's rows: ranking needs every match, a page only 30 rows.
+        page_obj = Paginator(qs.search_ranking(q), per_page).get_page(page)
+        by_pk = {c.pk: c for c in qs.filter(pk__in=page_obj.object_list)}
+        page_obj.object_list = rows = [by_pk[pk] for pk in page_obj.object_list if pk in by_pk]
+        snippets = search_snippets(rows, q)
+    for c in rows:
+        c.search_snippet = snippets.get(c.pk)  # type: ignore[attr-defined]
+    return page_obj
+
+
+# The conversation list's views: "" (everything the user may see), their own, assigned to them,
+# one team's (`team`, a slug of one of theirs), and their teams' unassigned ones.
+LIST_VIEWS = ("", "mine", "assigned", "team", "unassigned")
+
+
+def _in_view(qs: Any, user: Any, view: str, team: str) -> Any:
+    if team and not view:
+        view = "team"
+    if view not in LIST_VIEWS:
+        raise InvalidInput("invalid", _("Unknown view “%(view)s”: use mine, assigned, team or "
+                           "unassigned.") % {"view": str(view)[:32]}, field="view", status=422)
+    if team and view != "team":
+        raise InvalidInput("invalid", _("team only goes with view=team."), field="team",
+                           status=422)
+    if view == "mine":
+        return qs.filter(owner=user)
+    if view == "assigned":
+        return qs.filter(assignee=user)
+    if view == "unassigned":
+        return qs.filter(team__in=user_teams(user), assignee=None)
+    if view == "team":
+        if not team:
+            raise InvalidInput("invalid", _("Name the team: view=team needs team=<slug>."),
+                               field="team", status=422)
+        return qs.filter(team=resolve_team(user, team))
+    return qs
 
 
 def update_conversation(conversation: Conversation, **changes: Any) -> Conversation:
@@ -145,13 +210,14 @@ async def _delete_at_vendor(conversation: Conversation) -> None:
 def transcript(conversation: Conversation) -> list[Message]:
     """Every message, every branch, in position order (the API, exports)."""
     return _with_tool_calls(list(conversation.messages.order_by("seq").select_related(
-        "feedback")))
+        "feedback", "author")))
 
 
 def stored_message(message_id: Any) -> Message:
     """One message as the transcript has it (tool calls, files, feedback): the answer to a
     repeated frame."""
-    return _with_tool_calls([Message.objects.select_related("feedback").get(pk=message_id)])[0]
+    message = Message.objects.select_related("feedback", "author").get(pk=message_id)
+    return _with_tool_calls([message])[0]
 
 
 def path_transcript(conversation: Conversation, leaf: Any = None,
@@ -160,7 +226,8 @@ def path_transcript(conversation: Conversation, leaf: Any = None,
     the last `limit` of them when given, with the path itself (services.branches)."""
     path = active_path(conversation, leaf)
     keep = path.ids[-limit:] if limit is not None else path.ids
-    by_pk = {m.pk: m for m in conversation.messages.filter(pk__in=keep).select_related("feedback")}
+    by_pk = {m.pk: m for m in conversation.messages.filter(pk__in=keep)
+             .select_related("feedback", "author")}
     return _with_tool_calls([by_pk[pk] for pk in keep if pk in by_pk]), path
 
 

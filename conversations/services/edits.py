@@ -140,7 +140,8 @@ def _fork(locked: _Locked, before: Any, content: str, client_id: str | None,
             owner=source.owner, agent=source.agent, title=source.title,
             generated_titles=source.generated_titles, auto_title=source.auto_title,
             external_user_id=source.external_user_id, metadata=source.metadata,
-            forked_from=source, created_at=now, updated_at=now,
+            team=source.team, assignee=source.assignee, forked_from=source,
+            created_at=now, updated_at=now,
         )
         copies = []
         parent = None
@@ -155,6 +156,7 @@ def _fork(locked: _Locked, before: Any, content: str, client_id: str | None,
                         == Message.Status.AWAITING_INPUT else original.status),
                 error_code=original.error_code, error_message=original.error_message,
                 usage=original.usage, extra={**original.extra, "copied_from": str(original.pk)},
+                author_id=original.author_id,
                 created_at=original.created_at, completed_at=original.completed_at,
                 ttft_ms=original.ttft_ms,
             )
@@ -162,7 +164,7 @@ def _fork(locked: _Locked, before: Any, content: str, client_id: str | None,
             parent = copy.pk
         Message.objects.bulk_create(copies)
         forked = _Locked(fork, [Row(c.pk, c.parent_id, c.seq, c.role, c.content, c.status,
-                                    None, None) for c in copies])
+                                    None, None) for c in copies], locked.user)
         forked.conversation.active_leaf_id = parent
         user_message, assistant, _changed = forked.start_reply(
             content, client_id=client_id, extra={**extra, "forked_from": str(source.pk)})

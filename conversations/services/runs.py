@@ -33,6 +33,7 @@ from conversations.services import attachments as attachments_service
 from conversations.services.agents import agent_config
 from conversations.services.branches import Tree
 from conversations.services.errors import InvalidInput, NotFound
+from conversations.services.teams import check_agent
 from conversations.services.validation import (
     CONTENT_MAX_CHARS,
     clean_client_id,
@@ -145,6 +146,8 @@ class _Locked:
 
     conversation: Conversation
     rows: list[Row]  # oldest first
+    # Who acts: the author of the messages written (a team's conversation has several people).
+    user: Any = None
 
     @cached_property
     def tree(self) -> Tree:
@@ -197,7 +200,8 @@ class _Locked:
         if content is not None:
             user_message = Message(
                 conversation=conversation, seq=seq, role=Message.Role.USER, parent_id=parent,
-                content=content, client_id=client_id, extra=extra or {}, created_at=now)
+                content=content, client_id=client_id, extra=extra or {}, created_at=now,
+                author=self.author)
             rows.append(user_message)
             parent, seq = user_message.pk, seq + 1
         assistant = Message(
@@ -220,15 +224,42 @@ class _Locked:
         conversation.save(update_fields=fields)
         return user_message, assistant, metadata_changed
 
+    @property
+    def author(self) -> Any:
+        return self.user if getattr(self.user, "is_authenticated", False) else None
+
+    def append(self, role: str, content: str, *, client_id: str | None = None,
+               extra: dict[str, Any] | None = None) -> Message:
+        """One message that starts no run (an internal note, an assignment event) at the end of
+        the active path, which it then ends."""
+        path = self.tree.path(self.conversation.active_leaf_id)
+        now = timezone.now()
+        message = Message.objects.create(
+            conversation=self.conversation, role=role, content=content, client_id=client_id,
+            extra=extra or {}, author=self.author, created_at=now, completed_at=now,
+            parent_id=path[-1] if path else None,
+            seq=(max(r.seq for r in self.rows) if self.rows else 0) + 1)
+        self.conversation.active_leaf_id = message.pk
+        self.conversation.updated_at = now
+        self.conversation.save(update_fields=["active_leaf_id", "updated_at"])
+        self.rows.append(Row(message.pk, message.parent_id, message.seq, role, content,
+                             message.status, client_id, None))
+        self.__dict__.pop("tree", None)
+        self.__dict__.pop("by_pk", None)
+        return message
+
 
 @contextmanager
-def _locked(conversation_id: UUID | str, user: Any) -> Iterator[_Locked]:
+def _locked(conversation_id: UUID | str, user: Any, *, checked: bool = True
+            ) -> Iterator[_Locked]:
     """The user's conversation inside a transaction, under a row lock that serialises
     concurrent sends and answers to it (PostgreSQL; SQLite serialises writers anyway), so two
-    tabs can never start two runs. NotFound for another user's conversation."""
+    tabs can never start two runs. NotFound for a conversation the user may not open, unless
+    `checked` is false (the admin's actions, authorised by the admin's own permissions)."""
+    rows_of = Conversation.objects.for_user(user) if checked else Conversation.objects.all()
     with transaction.atomic():
         conversation = (
-            Conversation.objects.for_user(user)
+            rows_of
             .select_for_update()
             .select_related("agent")
             .filter(pk=conversation_id)
@@ -239,10 +270,12 @@ def _locked(conversation_id: UUID | str, user: Any) -> Iterator[_Locked]:
         rows = [Row(*r) for r in conversation.messages.order_by("seq").values_list(
             "pk", "parent_id", "seq", "role", "content", "status", "client_id",
             "extra__edited_from")]
-        yield _Locked(conversation, rows)
+        yield _Locked(conversation, rows, user)
 
 
 def _refuse_if_busy(locked: _Locked) -> None:
+    """Before any run starts: none running, the agent active and open to the conversation's
+    team (services.teams.check_agent)."""
     if locked.streaming():
         raise InvalidInput(
             "run_active",
@@ -253,6 +286,7 @@ def _refuse_if_busy(locked: _Locked) -> None:
         raise InvalidInput(
             "invalid", _("This conversation's agent has been deactivated."), status=422
         )
+    check_agent(locked.conversation.agent, locked.conversation.team)
 
 
 def accept_user_message(
@@ -333,8 +367,7 @@ def accept_interrupt_answer(
             raise InvalidInput(
                 "no_interrupt", _("There is no pending interrupt with that id.")
             )
-        if locked.streaming():
-            raise InvalidInput("run_active", _("The agent is still replying."), status=409)
+        _refuse_if_busy(locked)
         paused.status = Message.Status.COMPLETED
         answer_record = {"id": interrupt_id, "payload": payload}
         paused.extra = {**paused.extra, "interrupt_answer": answer_record}

@@ -2,6 +2,8 @@
 // server acknowledges it (re-sent with the same client_id after a reconnect), and the hint line.
 
 import { initAttachments, pendingAttachments, restoreAttachments, takeAttachments, updateAttachButton } from "./attachments.js";
+import { cannedKeydown, initCanned, pendingPlaceholder, selectPlaceholder } from "./canned.js";
+import { noteMode, sendNote } from "./desk.js";
 import { page } from "./page.js";
 import { renderTranscript } from "./render/transcript.js";
 import { setFollowing } from "./scroll.js";
@@ -18,7 +20,8 @@ let composerHadFocus = false;
 export function updateComposer() {
   const { els, state } = page;
   const running = isRunActive(state);
-  const busy = running || state.outbox !== null;
+  // A note may go while the agent replies: it starts no run (desk.js).
+  const busy = !noteMode() && (running || state.outbox !== null);
   const text = els.input.value.trim();
   const count = codePointLength(text);
   const over = count > state.maxChars;
@@ -31,7 +34,9 @@ export function updateComposer() {
   }
   // A message may be files alone; none may still be uploading when it goes.
   const files = pendingAttachments();
-  els.send.disabled = busy || (!text && !files.ready.length) || over || files.uploading;
+  // A canned reply's variable still unfilled: never sent as a placeholder (canned.js).
+  const placeholder = pendingPlaceholder(els.input.value);
+  els.send.disabled = busy || (!text && !files.ready.length) || over || files.uploading || placeholder !== null;
   updateAttachButton();
 
   const active = activeRunMessage(state);
@@ -42,6 +47,7 @@ export function updateComposer() {
   if (running) hint = t("run_active_hint");
   else if (state.outbox) hint = state.connection === "connected" ? t("sending_hint") : t("queued_hint");
   else if (over) hint = t("too_long");
+  else if (placeholder) hint = t("canned_fill", { name: `{{${placeholder}}}` });
   else if (awaitedInterrupt(state)) hint = t("awaiting_hint");
   if (els.hint.textContent !== hint) els.hint.textContent = hint;
 
@@ -79,6 +85,10 @@ export function sendMessage(content) {
   const text = content.trim();
   const files = pendingAttachments();
   if ((!text && !files.ready.length) || files.uploading || isComposerBusy(state)) return false;
+  if (pendingPlaceholder(content) !== null) {
+    selectPlaceholder();
+    return false;
+  }
   if (codePointLength(text) > state.maxChars) {
     showError(t("too_long"));
     return false;
@@ -127,9 +137,20 @@ export function rollBackOutbox() {
 export function initComposer() {
   const { els, state } = page;
   initAttachments({ page, t, formatNumber, showError, onChange: updateComposer });
+  initCanned({ onChange: () => {
+    autoResize();
+    updateComposer();
+  } });
   els.composer.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (sendMessage(els.input.value)) {
+    if (noteMode()) {
+      if (sendNote(els.input.value)) {
+        els.input.value = "";
+        autoResize();
+      } else if (els.input.value.trim()) {
+        showError(t("not_connected"));
+      }
+    } else if (sendMessage(els.input.value)) {
       els.input.value = "";
       autoResize();
     }
@@ -137,6 +158,7 @@ export function initComposer() {
   });
 
   els.input.addEventListener("keydown", (event) => {
+    if (cannedKeydown(event)) return; // the "/" picker's keys (↑ ↓ Enter Tab Esc)
     // isComposing / 229: Enter that confirms an IME composition (Japanese, Chinese...) must not send.
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();

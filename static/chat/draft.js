@@ -11,6 +11,7 @@ import { updateConversation } from "./header.js";
 import { page } from "./page.js";
 import { socketUrl } from "./socket.js";
 import { t } from "./strings.js";
+import { agentAllowed } from "./teams.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,11 +26,15 @@ export function initDraft(draft) {
   const { els, state } = page;
   page.draft = draft;
   els.picker = $("draft-agent");
+  els.teamPicker = $("draft-team");
   els.moreOptions = $("more-options");
   // No socket to wait for: a send goes to the API first, so the composer says "Sending…"
   // rather than "Not connected".
   state.connection = "connected";
   els.picker?.addEventListener("change", pickAgent);
+  els.teamPicker?.addEventListener("change", pickTeam);
+  // The browser may have restored another team (back/forward): offer its agents.
+  if (els.teamPicker) pickTeam();
   // The browser may have restored another choice (back/forward): follow it.
   pickAgent();
   // After composer.js's own listener (registered first), which queued the message.
@@ -67,6 +72,24 @@ function pickAgent() {
   }
 }
 
+// The agents the picked team may use (an option's data-teams lists the user's teams that may
+// use a restricted agent; none: every team); the picked agent moves to the first one left.
+function pickTeam() {
+  const { els } = page;
+  const team = els.teamPicker?.value ?? "";
+  for (const option of els.picker?.options ?? []) {
+    const allowed = agentAllowed(option.dataset.teams, team);
+    option.disabled = !allowed;
+    option.hidden = !allowed;
+  }
+  const selected = els.picker?.selectedOptions[0];
+  if (els.picker && (!selected || selected.disabled)) {
+    const first = [...els.picker.options].find((option) => !option.disabled);
+    if (first) els.picker.value = first.value;
+  }
+  pickAgent();
+}
+
 // The customer context panel's fields (filled with the list's customer filter, if any):
 // { fields } for the API body, or { error }.
 function contextFields() {
@@ -96,9 +119,13 @@ async function create() {
   }
   creating = true;
   if (els.picker) els.picker.disabled = true;
-  const result = await apiRequest("POST", page.draft.create_url, { agent: els.picker?.value ?? "", ...context.fields });
+  if (els.teamPicker) els.teamPicker.disabled = true;
+  const body = { agent: els.picker?.value ?? "", ...context.fields };
+  if (els.teamPicker) body.team = els.teamPicker.value;
+  const result = await apiRequest("POST", page.draft.create_url, body);
   creating = false;
   if (els.picker) els.picker.disabled = false;
+  if (els.teamPicker) els.teamPicker.disabled = false;
   if (!result.ok || !result.data?.id) {
     refuse(result.error ?? t("request_failed", { status: result.status }));
     return;

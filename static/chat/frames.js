@@ -4,6 +4,7 @@
 import { apiRequest } from "./api.js";
 import { placeMessage, setBranches } from "./branches.js";
 import { flushOutbox, rollBackOutbox, showError, updateComposer } from "./composer.js";
+import { showPresence } from "./desk.js";
 import { updateConversation } from "./header.js";
 import { page } from "./page.js";
 import { renderNow, renderTranscript, scheduleRender, views } from "./render/transcript.js";
@@ -149,6 +150,10 @@ export const FRAME_HANDLERS = {
       updateComposer();
     }
     state.lastRequest = null;
+  },
+
+  presence(frame) {
+    showPresence(frame.users);
   },
 
   pong() {

@@ -2,6 +2,7 @@
 // (`conversation.sync`, `conversation.updated`, a saved customer context).
 
 import { customerConversationsUrl, showContextFields } from "./context-panel.js";
+import { updateDesk } from "./desk.js";
 import { page } from "./page.js";
 
 export function updateConversation(conversation) {
@@ -19,6 +20,7 @@ export function updateConversation(conversation) {
     }
   }
   if (c.agent_name && els.agent) els.agent.textContent = c.agent_name;
+  updateDesk(c);
   if (typeof c.archived === "boolean") {
     if (els.archivedBadge) els.archivedBadge.hidden = !c.archived;
     const field = els.archiveForm?.querySelector('input[name="archived"]');

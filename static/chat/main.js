@@ -23,6 +23,7 @@ import { initScrolling, isFollowing, scrollToBottom } from "./scroll.js";
 import "./shortcuts.js";
 import { Connection, socketUrl, WATCHDOG_TICK_MS } from "./socket.js";
 import { setBranches } from "./branches.js";
+import { initDesk } from "./desk.js";
 import { createState } from "./state.js";
 import { setConnection } from "./status.js";
 import { loadStrings, setLocale } from "./strings.js";
@@ -96,6 +97,8 @@ initScrolling();
 initComposer();
 initControls();
 initDrawers();
+page.me = initial.me ?? null;
+if (initial.me) initDesk(initial.me);
 initContextPanel({
   onSaved(conversation) {
     updateConversation(conversation);

@@ -3,6 +3,8 @@
 export const page = {
   // state.js createState(): the data model.
   state: null,
+  // The signed-in user ({id, name}), from the page.
+  me: null,
   // main.js's element hooks (`els.transcript`, `els.input`...).
   els: null,
   // socket.js Connection.

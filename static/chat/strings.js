@@ -19,6 +19,14 @@ const strings = {
   not_connected: "Not connected — try again in a moment.",
   counter: "{count} / {max} characters",
   you: "You",
+  note: "Internal note",
+  note_by: "Internal note · {name}",
+  event: "Event",
+  unassigned: "Unassigned",
+  assigned_to_you: "Assigned to you",
+  assigned_to: "Assigned to {name}",
+  note_placeholder: "Internal note: the agent never sees it",
+  also_here: "{name} has this conversation open",
   system: "System",
   tool: "Tool",
   replying: "Replying…",
@@ -95,6 +103,12 @@ const strings = {
   attachment_too_large: "{name} is larger than {size}.",
   attachments_too_many: "At most {max} files per message.",
   hide_context: "Hide the customer context",
+  usage_tokens: "{tokens} tokens",
+  usage_cost: "cost {cost}",
+  canned_label: "Canned replies",
+  canned_none: "No canned reply matches.",
+  canned_count: "Canned replies found: {count}. ↑ and ↓ to choose, Enter to insert, Esc to close.",
+  canned_fill: "Fill in {name} before sending (it is selected).",
 };
 
 // Takes the translated text of each `data-key` entry of the template (`<template id="chat-strings">`).
@@ -120,14 +134,18 @@ let timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "
 let dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 // The page's language (`<html lang>`); undefined keeps the browser's.
+let currentLocale;
+
 export function setLocale(locale) {
+  currentLocale = locale;
   numberFormat = new Intl.NumberFormat(locale);
   timeFormat = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit" });
   dateTimeFormat = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" });
 }
 
-export function formatNumber(n) {
-  return numberFormat.format(n);
+// `options`: Intl.NumberFormat's (e.g. a cost's decimals, usage.js).
+export function formatNumber(n, options) {
+  return options ? new Intl.NumberFormat(currentLocale, options).format(n) : numberFormat.format(n);
 }
 
 export function formatTime(iso) {

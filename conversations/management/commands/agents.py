@@ -14,6 +14,7 @@ from django.db import transaction
 
 from conversations.models import Agent, env_var_name
 from conversations.providers import provider_class, provider_kinds
+from conversations.services.agents import agent_options_problems
 from conversations.token_env import token_env_problem
 
 
@@ -87,7 +88,7 @@ class Command(BaseCommand):
             if problem:
                 raise CommandError(f"bad --token-env {opts['token_env']!r}: {problem}")
         options = dict(parse_option(o) for o in opts["option"])
-        problems = cls.validate_options(options)
+        problems = agent_options_problems(kind, options)  # prices included
         if problems:
             raise CommandError(f"agent {slug!r}: " + "; ".join(problems))
         if Agent.objects.filter(slug=slug).exists():

@@ -11,6 +11,7 @@ import { renderBranch } from "./branches.js";
 import { renderFeedback } from "./feedback.js";
 import { renderInterrupt } from "./interrupt.js";
 import { renderData, renderToolCalls } from "./toolcalls.js";
+import { usageNote } from "./usage.js";
 
 // A failed reply no retry can fix: the vendor forgot the conversation.
 const CONVERSATION_LOST_CODE = "vendor_conversation_lost";
@@ -51,7 +52,11 @@ export function createView() {
 }
 
 function authorLabel(message) {
-  if (message.role === "user") return t("you");
+  const name = message.author?.name;
+  // In a team's conversation colleagues write too: their messages carry their name.
+  if (message.role === "user") return name && message.author.id !== page.me?.id ? name : t("you");
+  if (message.role === "note") return name ? t("note_by", { name }) : t("note");
+  if (message.role === "event") return t("event");
   if (message.role === "assistant") return page.state.conversation.agent_name || page.els.agent?.textContent || "";
   return t(message.role);
 }
@@ -144,7 +149,7 @@ function renderFooter(message, view) {
   // Retrying cannot bring back a conversation the vendor lost: offer a new one instead.
   const lost = message.status === "failed" && message.error?.code === CONVERSATION_LOST_CODE;
   const previousUser = message.status === "failed" && !lost ? userMessageBefore(page.state, message) : null;
-  const key = JSON.stringify([message.status, message.error, Boolean(previousUser)]);
+  const key = JSON.stringify([message.status, message.error, Boolean(previousUser), message.token_usage, message.cost]);
   if (view.rendered.footer === key) return;
   view.rendered.footer = key;
   const parts = [];
@@ -193,5 +198,8 @@ function renderFooter(message, view) {
     note.textContent = t("sending");
     parts.push(note);
   }
+  // A finished reply's tokens and cost, small.
+  const usage = usageNote(message);
+  if (usage) parts.push(usage);
   view.footer.replaceChildren(...parts);
 }
