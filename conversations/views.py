@@ -118,7 +118,7 @@ def home(request: HttpRequest) -> HttpResponse:
     # Filtered by customer: a new conversation is most likely about that customer too.
     customer = sidebar["customer"]
     draft = Conversation(id=DRAFT_ID, owner=request.user, agent=agent,
-                         external_user_id=customer)
+                         external_user_id=customer, team=team)
     language = get_language() or "en"
     chat_url = reverse("chat", args=[DRAFT_ID])
     if sidebar["chat_query"]:
@@ -132,6 +132,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "messages": [],
         "ws_path": None,
         "user_message_max": services.CONTENT_MAX_CHARS,
+        "me": user_json(request.user),
         "draft": {
             "placeholder_id": str(DRAFT_ID),
             "create_url": reverse("api_conversations"),
@@ -157,6 +158,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "agents": agents,
             "teams": teams if len(teams) > 1 else [],
             "draft_team": team,
+            # The desk (presence, assignment, notes) is there once the first send made it a chat.
+            "desk": services.desk_choices(request.user, draft),
             "conversation": draft,
             "draft": True,
             "rename_form": RenameForm(),

@@ -11,6 +11,7 @@ import pytest
 
 from tests import test_browser as base
 from tests.livesrv import LiveServer, live_server
+from tests.test_browser_a11y import AXE, RUN_AXE
 
 pytestmark = pytest.mark.browser
 
@@ -62,6 +63,14 @@ def open_conversation(page: Any, server: LiveServer) -> None:
     page.goto(f"{server.url}/c/{server.conversation_id}/")  # type: ignore[attr-defined]
     page.wait_for_selector("#connection-status[data-state=connected]")
     page.focus("#composer-input")
+
+
+def axe_violations(page: Any, server: LiveServer, within: str = "") -> list[str]:
+    """axe-core's serious and critical findings (tests/test_browser_a11y.py), on the page or
+    the part of it `within` names."""
+    page.add_script_tag(url=server.url + AXE)
+    script = RUN_AXE.replace("axe.run(document,", f"axe.run({within!r} || document,")
+    return page.evaluate(script)
 
 
 def selection(page: Any) -> str:
@@ -138,6 +147,7 @@ def test_it_lets_a_lead_add_a_reply_that_a_member_then_picks(browser: Any, serve
     lead.click("form.canned-form button[type=submit]")
     lead.wait_for_selector(".flash-success")
     assert "/welcome" in lead.inner_text(".canned-table")
+    assert axe_violations(lead, server) == []
     lead.context.close()
 
     member = login(browser, server, "milo")
@@ -145,6 +155,8 @@ def test_it_lets_a_lead_add_a_reply_that_a_member_then_picks(browser: Any, serve
     open_conversation(member, server)
     member.keyboard.type("/welc")
     member.locator("#canned-picker [data-shortcut=welcome]").wait_for()
+    # The open list, as a screen reader meets it (the transcript is test_browser_a11y's).
+    assert axe_violations(member, server, "#composer") == []
     member.keyboard.press("Enter")  # no option chosen yet: Enter takes the first
     assert member.input_value("#composer-input") == "Welcome, C-42!"
     assert not member.locator("#send-button").is_disabled()

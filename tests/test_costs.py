@@ -110,7 +110,8 @@ def test_it_refuses_bad_prices_in_agents_add(value: str):
 def test_it_stores_good_prices_from_agents_add():
     call_command("agents", "add", "bot", "--provider", "openai", "--base-url",
                  "http://127.0.0.1:9/v1", "--option", "model=m", "--option",
-                 "price_input_per_mtok=2.5", "--option", "price_output_per_mtok=0", stdout=StringIO())
+                 "price_input_per_mtok=2.5", "--option", "price_output_per_mtok=0",
+                 stdout=StringIO())
     assert Agent.objects.get(slug="bot").options == {
         "model": "m", "price_input_per_mtok": 2.5, "price_output_per_mtok": 0}
 
@@ -286,7 +287,7 @@ def test_it_refuses_new_runs_once_a_budget_is_reached(alice: Any, team: Team, pr
 
 def test_it_checks_a_budget_with_one_query_and_none_without_one(alice: Any, team: Team,
                                                                 priced: Agent):
-    for i in range(5):
+    for _ in range(5):
         conversation = Conversation.objects.create(owner=alice, agent=priced, team=team)
         reply(conversation, 1, USAGE)
     with CaptureQueriesContext(connection) as unlimited:

@@ -16,7 +16,7 @@ import { agentAllowed } from "./teams.js";
 const $ = (id) => document.getElementById(id);
 
 // Hidden while there is no conversation to rename, archive, delete, connect to or save to.
-const DRAFT_HIDDEN = ["#rename-panel", "#archive-form", "#delete-link", "#connection-status", "#context-panel .context-actions"];
+const DRAFT_HIDDEN = ["#rename-panel", "#archive-form", "#delete-link", "#connection-status", "#context-panel .context-actions", "#desk"];
 
 let creating = false;
 // The path of what the page shows: the home page's, then the conversation's.
