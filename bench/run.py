@@ -11,6 +11,8 @@ Scenarios (docs/performance.md has the method and a real run's results):
   C  database statements per reply <= 10, for replies of 50 and 500 deltas.
   D  10,000 conversations and a 2,000-message transcript: each page <= 200 ms.
   E  server memory per idle socket <= 100 KB, and a client that stops reading: is memory bounded?
+  F  conversation search over 100,000 messages in 5,000 conversations (PostgreSQL full-text):
+     p95 <= 200 ms through services.list_conversations.
 
 Processes: the fake vendor (bench.vendor), the servers (Daphne running chatsite or
 bench.bare_relay) and the browser side (bench.loadgen) are separate processes; CPU is read from

@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from chatsite import theme
-from conversations import api, canned_views, openapi, team_views, views
+from conversations import api, canned_views, openapi, settings_views, team_views, views
 from conversations.review import views as review
 
 urlpatterns = [
@@ -20,6 +20,7 @@ urlpatterns = [
     path("replies/", canned_views.replies, name="my_replies"),
     path("replies/<int:reply_id>/", canned_views.reply_edit, name="my_reply_edit"),
     path("replies/<int:reply_id>/delete", canned_views.reply_delete, name="my_reply_delete"),
+    path("settings/", settings_views.settings_page, name="settings"),
     path("teams/<slug:slug>/", team_views.team_page, name="team"),
     path("teams/<slug:slug>/replies/", canned_views.replies, name="team_replies"),
     path("teams/<slug:slug>/replies/<int:reply_id>/", canned_views.reply_edit,

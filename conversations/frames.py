@@ -8,6 +8,7 @@ literals, the cheapest shape to build on the relay's per-delta path (docs/perfor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
@@ -193,20 +194,36 @@ def conversation_json(conversation: Conversation, language: str | None = None) -
     }
 
 
+def _loaded(conversation: Conversation, name: str) -> Any:
+    """A conversation's team or assignee: as the services' readers loaded it (select_related),
+    else read now; but never a query in async code (the relay's announcements), where Django
+    forbids one: None then."""
+    cache = conversation._state.fields_cache
+    if name in cache:
+        return cache[name]
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return getattr(conversation, name)
+    return None
+
+
 def team_json(conversation: Conversation) -> dict[str, str] | None:
-    """{"slug", "name"} of the conversation's team, or None. Loaded by the services that read
-    conversations (select_related); else a query, so never call it unloaded in async code."""
+    """{"slug", "name"} of the conversation's team, or None (a private conversation). Unloaded
+    in async code: the slug and name are empty."""
     if conversation.team_id is None:
         return None
-    team = conversation.team
-    return {"slug": team.slug, "name": team.name}
+    team = _loaded(conversation, "team")
+    return {"slug": team.slug, "name": team.name} if team else {"slug": "", "name": ""}
 
 
 def assignee_json(conversation: Conversation) -> dict[str, Any] | None:
-    """{"id", "name"} of the conversation's assignee, or None (loaded like `team_json`)."""
+    """{"id", "name"} of the conversation's assignee, or None. Unloaded in async code: the name
+    is empty (as `author_json`)."""
     if conversation.assignee_id is None:
         return None
-    return user_json(conversation.assignee)
+    assignee = _loaded(conversation, "assignee")
+    return user_json(assignee) if assignee else {"id": conversation.assignee_id, "name": ""}
 
 
 def capabilities_json(kind: str, options: dict[str, Any] | None) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class Team(models.Model):
 
     name = models.CharField(_("name"), max_length=120)
     slug = models.SlugField(_("slug"), max_length=64, unique=True)
-    # Optional monthly budgets (services.teams.check_budget); empty: no limit.
+    # Optional monthly budgets (services.costs.check_budget); empty: no limit.
     monthly_token_budget = models.PositiveBigIntegerField(
         _("monthly token budget"), null=True, blank=True,
         help_text=_("Input + output tokens per calendar month; empty for no limit."))
@@ -640,6 +640,9 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "seq"], name="msg_transcript"),
             models.Index(fields=["status"], name="msg_status"),
+            # A team's usage this month (services.costs.check_budget, once per send).
+            models.Index(fields=["conversation", "created_at"], name="msg_reply_created",
+                         condition=Q(role="assistant")),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -521,7 +521,9 @@ class Run:
             return None
         # The final JSON comes from what the run holds, not from reading the rows back.
         message = Message(
-            id=self.placeholder.id, conversation_id=self.conversation_id,
+            # The conversation object, not its id: the reply's cost reads its agent's prices
+            # (frames.message_json) with no query in async code.
+            id=self.placeholder.id, conversation=self.conversation,
             seq=self.placeholder.seq, role=Message.Role.ASSISTANT, content=outcome.content,
             status=outcome.status, error_code=outcome.error_code,
             error_message=outcome.error_message, usage=outcome.usage, extra=outcome.extra,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from django.test import Client
 
 from conversations import services
@@ -17,6 +18,7 @@ from conversations.models import Agent, Conversation
 from tests import test_browser as base
 from tests.conftest import csrf_headers, logged_in
 from tests.livesrv import LiveServer, live_server
+from tests.wsclient import open_socket, wait_for_no_runs
 
 DRAFT = re.compile(r'<script id="chat-initial" type="application/json">(.*?)</script>', re.S)
 
@@ -194,6 +196,29 @@ def test_it_shows_the_assignee_in_the_conversations_json(desk: dict[str, Any]):
     assert data["assignee"] == {"id": bob.pk, "name": "Bob Martin"}
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_it_announces_an_assigned_conversation_from_the_relay(
+    alice_client: Client, alice: Any, bob: Any, demo_agent: Agent
+):
+    """The relay builds `conversation.updated` in async code, where the assignee may not be
+    loaded: the frame goes out (never a query there), the reply runs."""
+    team = await database_sync_to_async(services.teams.create_team)("support", "Support")
+    for user in (alice, bob):
+        await database_sync_to_async(services.teams.add_member)(team, user)
+    conversation = await database_sync_to_async(Conversation.objects.create)(
+        owner=alice, agent=demo_agent, team=team, assignee=bob)
+    _, sock = await open_socket(alice_client, conversation.id)
+    await sock.send({"type": "message.send", "content": "hi", "metadata": {"plan": "gold"}})
+    frames = await sock.recv_until("message.completed")
+    updated = [f["conversation"] for f in frames if f["type"] == "conversation.updated"]
+    assert updated and updated[0]["metadata"] == {"plan": "gold"}
+    assert updated[0]["team"] == {"slug": "support", "name": "Support"}
+    assert updated[0]["assignee"]["id"] == bob.pk
+    assert frames[-1]["message"]["status"] == "completed"
+    await wait_for_no_runs()
+    await sock.close()
+
+
 # The "More options…" form -----------------------------------------------------------------------
 
 
@@ -343,6 +368,9 @@ def test_it_follows_the_team_picker_and_creates_the_conversation_there(
         assert answer["cost"] == (usage["prompt_tokens"] * 1000
                                   + usage["completion_tokens"] * 2000) / 1e6
         note = page.locator("article.message[data-role=assistant] .message-usage")
-        assert note.inner_text() == f"{usage['total_tokens']} tokens · cost {answer['cost']:.3f}"
+        # Two decimals at least, no trailing zeros beyond (the prices make three at most).
+        whole, decimals = f"{answer['cost']:.3f}".split(".")
+        shown = f"{whole}.{decimals.rstrip('0').ljust(2, '0')}"
+        assert note.inner_text() == f"{usage['total_tokens']} tokens · cost {shown}"
     finally:
         context.close()

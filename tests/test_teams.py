@@ -330,3 +330,23 @@ async def test_it_shows_who_else_has_the_conversation_open(
     await second.close()
     assert await settled_presence(first, [me]) == [me]
     await first.close()
+
+
+def test_it_changes_the_default_team_on_the_settings_page(alice: Any, support: Team,
+                                                         billing: Team, carol: Any):
+    services.teams.add_member(billing, alice)
+    client = logged_in(alice)
+    page = client.get("/settings/").content.decode()
+    assert 'value="support" checked' in page and 'href="/teams/support/"' in page
+    done = client.post("/settings/", {"default_team": "billing"}, follow=True)
+    assert "New conversations now go to Billing." in done.content.decode()
+    assert services.teams.default_team(alice) == billing
+    # A team one is not in, or nothing: refused, nothing changed.
+    for value in ("nope", ""):
+        refused = client.post("/settings/", {"default_team": value})
+        assert refused.status_code == 422
+        assert "Choose one of your teams." in refused.content.decode()
+    assert services.teams.default_team(alice) == billing
+    assert "You are in no team" in logged_in(
+        get_user_model().objects.create_user("dave", "", "pw-dave-123")).get(
+        "/settings/").content.decode()

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.runner import Runner
-from bench.scenarios import a_latency, b_two_processes, c_statements, d_pages, e_memory
+from bench.scenarios import (
+    a_latency,
+    b_two_processes,
+    c_statements,
+    d_pages,
+    e_memory,
+    f_search,
+)
 
 SCENARIOS: dict[str, Callable[[Runner], None]] = {
     "A": a_latency.run,
@@ -18,4 +25,5 @@ SCENARIOS: dict[str, Callable[[Runner], None]] = {
     "C": c_statements.run,
     "D": d_pages.run,
     "E": e_memory.run,
+    "F": f_search.run,
 }

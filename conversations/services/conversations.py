@@ -50,7 +50,8 @@ conversation_deleted = Signal()
 def get_conversation(user: Any, conversation_id: UUID | str) -> Conversation:
     """The user's own conversation, or NotFound (also for other users' conversations)."""
     try:
-        return Conversation.objects.for_user(user).select_related("agent").get(pk=conversation_id)
+        return Conversation.objects.for_user(user).select_related(
+            "agent", "team", "assignee").get(pk=conversation_id)
     except (Conversation.DoesNotExist, ValidationError, ValueError):
         raise NotFound(_("No such conversation.")) from None
 
@@ -105,7 +106,8 @@ def list_conversations(
     conversation then carries `search_snippet`, a list of (text, is_match) parts, or None).
     `view` narrows it (LIST_VIEWS); a bad view or a team the user is not in is InvalidInput
     (422)."""
-    qs = Conversation.objects.for_user(user).filter(archived=archived).select_related("agent")
+    qs = Conversation.objects.for_user(user).filter(archived=archived).select_related(
+        "agent", "team", "assignee")
     qs = _in_view(qs, user, view, team)
     if external_user_id:
         # "All conversations about this customer".

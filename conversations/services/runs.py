@@ -32,6 +32,7 @@ from conversations.providers.base import ChatTurn, RunRequest
 from conversations.services import attachments as attachments_service
 from conversations.services.agents import agent_config
 from conversations.services.branches import Tree
+from conversations.services.costs import check_budget
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.teams import check_agent
 from conversations.services.validation import (
@@ -287,6 +288,7 @@ def _refuse_if_busy(locked: _Locked) -> None:
             "invalid", _("This conversation's agent has been deactivated."), status=422
         )
     check_agent(locked.conversation.agent, locked.conversation.team)
+    check_budget(locked.conversation.team)
 
 
 def accept_user_message(
