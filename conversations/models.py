@@ -798,3 +798,158 @@ class CannedReply(models.Model):
             raise ValidationError({"team": _("A team reply needs its team.")})
         if self.scope == self.Scope.PERSONAL and self.owner_id is None:
             raise ValidationError({"owner": _("A personal reply needs its owner.")})
+
+
+# The review workspace (docs/review.md): scores against rubrics, queues that fill themselves.
+
+
+class ScoreConfig(models.Model):
+    """What reviewers (or an automated evaluator) score, with the rubric they read."""
+
+    class Kind(models.TextChoices):
+        NUMERIC = "numeric", _("Numeric")
+        CATEGORICAL = "categorical", _("Categorical")
+        BOOLEAN = "boolean", _("Yes / no")
+
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    description = models.TextField(_("rubric"), blank=True)
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
+    # numeric: the range; categorical: the named options, in order.
+    min_value = models.FloatField(_("minimum"), null=True, blank=True)
+    max_value = models.FloatField(_("maximum"), null=True, blank=True)
+    options = models.JSONField(_("options"), default=list, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("score config")
+        verbose_name_plural = _("score configs")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Score(models.Model):
+    """One author's value for one config on an assistant reply (`message`) or on a whole
+    conversation (`message` NULL). Changing it keeps the earlier values in `history`."""
+
+    class Source(models.TextChoices):
+        HUMAN = "human", _("Reviewer")
+        API = "api", _("API")
+
+    config = models.ForeignKey(ScoreConfig, on_delete=models.PROTECT, related_name="scores",
+                               verbose_name=_("score config"))
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE,
+                                     related_name="scores", verbose_name=_("conversation"))
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="scores", verbose_name=_("message"))
+    value = models.JSONField(_("value"))
+    comment = models.TextField(_("comment"), blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                               related_name="scores", verbose_name=_("author"))
+    source = models.CharField(_("source"), max_length=8, choices=Source.choices,
+                              default=Source.HUMAN)
+    # Earlier values, oldest first: [{"value", "comment", "at"}].
+    history = models.JSONField(_("history"), default=list, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("score")
+        verbose_name_plural = _("scores")
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["config", "author", "message"],
+                                    condition=Q(message__isnull=False),
+                                    name="one_score_per_reply_config_author"),
+            models.UniqueConstraint(fields=["config", "author", "conversation"],
+                                    condition=Q(message__isnull=True),
+                                    name="one_score_per_conversation_config_author"),
+        ]
+        indexes = [models.Index(fields=["config", "-updated_at"], name="score_config_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.config}: {self.value}"
+
+
+class ReviewQueue(models.Model):
+    """Work for reviewers: the items to score and the rules that fill it (services.queues)."""
+
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    configs = models.ManyToManyField(ScoreConfig, related_name="queues",
+                                     verbose_name=_("score configs"))
+    assignees = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True,
+                                       related_name="review_queues", verbose_name=_("assignees"))
+    # Every member of the reviewer group may claim, besides the assignees.
+    reviewer_group = models.BooleanField(_("open to all reviewers"), default=False)
+    # Rules that enqueue as things happen.
+    on_thumbs_down = models.BooleanField(_("on a thumbs-down"), default=False)
+    on_failure = models.BooleanField(_("on a failed reply"), default=False)
+    # Error codes that count as a failure for on_failure; empty: any.
+    failure_codes = models.JSONField(_("failure codes"), default=list, blank=True)
+    on_tool_error = models.BooleanField(_("on a tool call that failed"), default=False)
+    on_flagged = models.BooleanField(_("on a flagged conversation"), default=False)
+    sample_percent = models.FloatField(_("sample of completed replies (%)"), default=0)
+    # Share of items that a second reviewer scores too, blind to the first.
+    double_review_percent = models.FloatField(_("double review (%)"), default=0)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("review queue")
+        verbose_name_plural = _("review queues")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QueueItem(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        IN_PROGRESS = "in_progress", _("In progress")
+        DONE = "done", _("Done")
+        SKIPPED = "skipped", _("Skipped")
+
+    queue = models.ForeignKey(ReviewQueue, on_delete=models.CASCADE, related_name="items",
+                              verbose_name=_("queue"))
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE,
+                                     related_name="queue_items", verbose_name=_("conversation"))
+    # The reply to score; NULL: the conversation as a whole.
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="queue_items", verbose_name=_("message"))
+    # Why it is here: thumbs_down, failure, tool_error, flagged, sample, manual.
+    reason = models.CharField(_("reason"), max_length=16)
+    # 1, or 2 for the second, blind review of a double-reviewed target (never the same person).
+    review_round = models.PositiveSmallIntegerField(_("round"), default=1)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices,
+                              default=Status.PENDING)
+    claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+",
+                                   verbose_name=_("claimed by"))
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    completed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+",
+                                     verbose_name=_("completed by"))
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("queue item")
+        verbose_name_plural = _("queue items")
+        ordering = ["created_at", "pk"]
+        constraints = [
+            # A target is in a queue once per round, however many rules fire for it.
+            models.UniqueConstraint(fields=["queue", "message", "review_round"],
+                                    condition=Q(message__isnull=False),
+                                    name="one_item_per_reply_round"),
+            models.UniqueConstraint(fields=["queue", "conversation", "review_round"],
+                                    condition=Q(message__isnull=True),
+                                    name="one_item_per_conversation_round"),
+        ]
+        indexes = [models.Index(fields=["queue", "status", "created_at"], name="item_claim")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} #{self.pk} ({self.status})"
