@@ -238,6 +238,11 @@ MAX_REPLY_CHARS = env.int("MAX_REPLY_CHARS", default=1_000_000)
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
 
+# A reviewer's claim on a queue item (conversations/services/queues.py) lapses after this many
+# minutes and the item goes back to the others: 30 covers reading a long transcript and scoring
+# it, and a claim abandoned by a closed tab is not lost for long.
+REVIEW_CLAIM_MINUTES = env.int("REVIEW_CLAIM_MINUTES", default=30)
+
 # Which environment variables an agent may name as its token (`token_env`), matched whole;
 # chatsite's own settings (SECRET_KEY, DATABASE_URL, REDIS_URL...) are refused whatever this
 # says (conversations/token_env.py). Default: upper-case names ending in _API_KEY, _TOKEN, _KEY

@@ -6,6 +6,8 @@ from django.urls import include, path, re_path
 
 from chatsite import theme
 from conversations import api, canned_views, openapi, settings_views, team_views, views
+from conversations.review import reviewer
+from conversations.review import send as review_send
 from conversations.review import views as review
 
 urlpatterns = [
@@ -33,6 +35,11 @@ urlpatterns = [
     path("theme", theme.set_theme, name="set_theme"),
     path("admin/", admin.site.urls),
     path("stats/", review.stats_view, name="review_stats"),
+    path("review/send/<uuid:conversation_id>/", review_send.send_to_queue,
+         name="review_send"),
+    path("review/", reviewer.queue_list, name="reviewer_queues"),
+    path("review/queues/<int:queue_id>/start", reviewer.queue_start, name="reviewer_start"),
+    path("review/items/<int:item_id>/", reviewer.item_page, name="reviewer_item"),
     path("api/v1/openapi.json", openapi.openapi_json, name="api_openapi"),
     path("api/v1/conversations", api.conversations, name="api_conversations"),
     path(
@@ -62,6 +69,15 @@ urlpatterns = [
         name="api_message_feedback",
     ),
     path("api/v1/canned-replies", api.canned_replies, name="api_canned_replies"),
+    path("api/v1/scores", api.scores, name="api_scores"),
+    path("api/v1/review/queues", api.review_queues, name="api_review_queues"),
+    # Plain segments, not <int:>: any other id is the API's 404 (services.queues), in its shape.
+    path("api/v1/review/queues/<queue_id>/claim", api.review_queue_claim,
+         name="api_review_queue_claim"),
+    path("api/v1/review/items/<item_id>/complete", api.review_item_complete,
+         name="api_review_item_complete"),
+    path("api/v1/review/items/<item_id>/skip", api.review_item_skip,
+         name="api_review_item_skip"),
     # Any path under api/ (a newline included: <path:> stops at one) answers in the error shape.
     re_path(r"^api/(?P<rest>[\s\S]*)\Z", api.not_found),
 ]

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from conversations import ratelimit, services
 from conversations.frames import attachment_json, conversation_json, message_json
+from conversations.review.export import _day_bound as day_bound
 from conversations.services import validation
 
 # 64 KiB: the largest legitimate body is 16 KB of metadata plus a title; bigger is refused
@@ -329,6 +330,111 @@ class CannedReplies:
 
 
 canned_replies = api_view("GET")(CannedReplies)  # type: ignore[arg-type]
+
+
+# Review workspace: scores and queues (issue 13) -------------------------------------------------
+
+# The newest 1,000 scores per answer: narrow with since/until (or config, conversation) for more.
+SCORES_MAX = 1_000
+
+
+def _forbidden_unless_scorer(request: HttpRequest) -> None:
+    if not services.scoring.may_score(request.user):
+        raise services.InvalidInput(
+            "forbidden", _("Only reviewers and staff may read or write scores."), status=403)
+
+
+class Scores:
+    @staticmethod
+    def get(request: HttpRequest) -> HttpResponse:
+        _forbidden_unless_scorer(request)
+        params = request.GET
+        _unknown_fields(dict(params), {"config", "conversation_id", "message_id", "author",
+                                       "since", "until"})
+        scores = services.scores_for()
+        if params.get("config"):
+            ref = params["config"]
+            config = services.scoring.get_config(
+                int(ref) if PAGE_RE.fullmatch(ref) else ref, active=False)
+            scores = scores.filter(config=config)
+        for name in ("conversation_id", "message_id"):
+            if params.get(name):
+                scores = scores.filter(**{name: services.scoring.parse_uuid(params[name], name)})
+        if params.get("author"):
+            scores = scores.filter(author__username=params["author"][:150])
+        since = until = None
+        if params.get("since"):
+            since = day_bound(params["since"].strip(), "since", end=False)
+            scores = scores.filter(updated_at__gte=since)
+        if params.get("until"):
+            until = day_bound(params["until"].strip(), "until", end=True)
+            scores = scores.filter(updated_at__lt=until)
+        rows = list(scores[:SCORES_MAX + 1])
+        return JsonResponse({"data": [services.scoring.score_json(s) for s in rows[:SCORES_MAX]],
+                             "has_more": len(rows) > SCORES_MAX})
+
+    @staticmethod
+    def post(request: HttpRequest) -> HttpResponse:
+        _forbidden_unless_scorer(request)
+        body = _json_body(request)
+        _unknown_fields(body, {"config", "value", "comment", "message_id", "conversation_id"})
+        if "config" not in body or "value" not in body:
+            raise services.InvalidInput("invalid", _("config and value are required."),
+                                        field="config" if "config" not in body else "value")
+        ids = {name: services.scoring.parse_uuid(body[name], name)
+               for name in ("message_id", "conversation_id") if body.get(name) is not None}
+        score = services.set_score(
+            request.user, config=services.scoring.get_config(body["config"]),
+            value=body["value"], comment=body.get("comment", ""),
+            message=ids.get("message_id"), conversation=ids.get("conversation_id"),
+            source="api")
+        return JsonResponse(services.scoring.score_json(score), status=201)
+
+
+scores = api_view("GET", "POST")(Scores)  # type: ignore[arg-type]
+
+
+class ReviewQueues:
+    @staticmethod
+    def get(request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"queues": [
+            {"id": q.id, "name": q.name, "pending": q.pending, "in_progress": q.in_progress,
+             "done": q.done, "skipped": q.skipped}
+            for q in services.queues_for(request.user)
+        ]})
+
+
+class QueueClaim:
+    @staticmethod
+    def post(request: HttpRequest, queue_id: int) -> HttpResponse:
+        _unknown_fields(_json_body(request), set())
+        item = services.claim_next(queue_id, request.user)
+        if item is None:
+            return HttpResponse(status=204)
+        return JsonResponse({"item": services.queues.item_json(item)})
+
+
+class ItemComplete:
+    @staticmethod
+    def post(request: HttpRequest, item_id: int) -> HttpResponse:
+        body = _json_body(request)
+        _unknown_fields(body, {"scores"})
+        item = services.complete(item_id, request.user, body.get("scores"))
+        return JsonResponse({"item": services.queues.item_json(item)})
+
+
+class ItemSkip:
+    @staticmethod
+    def post(request: HttpRequest, item_id: int) -> HttpResponse:
+        _unknown_fields(_json_body(request), set())
+        return JsonResponse({"item": services.queues.item_json(
+            services.skip(item_id, request.user))})
+
+
+review_queues = api_view("GET")(ReviewQueues)  # type: ignore[arg-type]
+review_queue_claim = api_view("POST")(QueueClaim)  # type: ignore[arg-type]
+review_item_complete = api_view("POST")(ItemComplete)  # type: ignore[arg-type]
+review_item_skip = api_view("POST")(ItemSkip)  # type: ignore[arg-type]
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

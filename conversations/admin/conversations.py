@@ -34,6 +34,7 @@ from conversations.admin.actions import (
     mark_reviewed,
 )
 from conversations.admin.filters import FeedbackFilter, HasFailuresFilter, HasToolCallsFilter
+from conversations.admin.review_queues import send_to_queue
 from conversations.models import Conversation, Feedback, Label, Message, ToolCall
 from conversations.review.transcript import pretty_json, transcript_views
 
@@ -107,7 +108,8 @@ class ConversationAdmin(admin.ModelAdmin):
         "external_user_id", "metadata_block", "vendor_conversation_id", "forked_from",
         "archived", "created_at", "updated_at",
     ]
-    actions = [mark_reviewed, mark_flagged, add_label, handoff, export_csv, export_jsonl]
+    actions = [mark_reviewed, mark_flagged, add_label, handoff, send_to_queue, export_csv,
+               export_jsonl]
 
     @property
     def media(self) -> forms.Media:

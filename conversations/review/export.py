@@ -3,8 +3,13 @@ line), streamed so a large export never sits in memory.
 
 Shared by the admin's export actions and `GET /api/v1/conversations/export` (views.py). The
 generators read conversations in chunks with `.iterator(chunk_size=...)`; Django prefetches the
-labels, messages, feedback and tool calls of each chunk, so the number of queries grows with the
-number of chunks, never with the number of conversations or messages.
+labels, messages, feedback, tool calls and scores of each chunk, so the number of queries grows
+with the number of chunks, never with the number of conversations or messages.
+
+Review scores (docs/review.md): the JSONL gives every score in full, on its message and on the
+conversation; the CSV adds, per active score config, `score:<name>` (the row's message) and
+`conversation_score:<name>` (the conversation's own, repeated on each of its rows), holding the
+mean of the authors' values for a numeric config and the first score's value otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import csv
 import itertools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -21,20 +27,30 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import HttpRequest, QueryDict, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 
 from conversations.frames import message_json
-from conversations.models import Agent, Conversation, Label, Message
+from conversations.models import (
+    Agent,
+    Conversation,
+    Label,
+    Message,
+    QueueItem,
+    ReviewQueue,
+    Score,
+    ScoreConfig,
+)
 from conversations.services import InvalidInput
+from conversations.services.scoring import validate_value
 
 logger = logging.getLogger(__name__)
 
-# 100 conversations per chunk: five queries fetch a chunk (conversations, labels, messages with
-# their feedback, tool calls), and a chunk of long transcripts stays a few MB in memory.
+# 100 conversations per chunk: six queries fetch a chunk (conversations, labels, messages with
+# their feedback, tool calls, scores), and a chunk of long transcripts stays a few MB in memory.
 EXPORT_CHUNK_SIZE = 100
 # Lines handed to the ASGI server per thread hop: one hop per line would spend more time
 # switching threads than writing.
@@ -52,7 +68,14 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_FILTERS = frozenset({
     "agent", "owner", "review_status", "label", "since", "until", "external_user_id", "q",
+    "queue", "score_config", "score_value",
 })
+# A queue id above this is no row's (and past SQLite's 64-bit integers).
+MAX_ID = 2**63 - 1
+# score_value for a numeric config: a plain decimal number ("4", "-0.5", "1e2"), not Python's
+# wider float() syntax ("nan", "inf", "4_0").
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+TRUE_WORDS, FALSE_WORDS = frozenset({"true", "yes", "1"}), frozenset({"false", "no", "0"})
 
 
 # Filtering -------------------------------------------------------------------------------
@@ -140,8 +163,70 @@ def filter_conversations(params: QueryDict | dict[str, str]) -> QuerySet[Convers
     value = (params.get("external_user_id") or "").strip()
     if value:
         qs = qs.filter(external_user_id=value)
+    value = (params.get("queue") or "").strip()
+    if value:
+        queue = _queue(value)
+        qs = qs.filter(pk__in=QueueItem.objects.filter(queue=queue).values("conversation_id"))
+    qs = _score_filter(qs, (params.get("score_config") or "").strip(),
+                       (params.get("score_value") or "").strip())
     q = (params.get("q") or "")[:200]
     return qs.search(q, everywhere=True)
+
+
+def _queue(value: str) -> ReviewQueue:
+    """`queue`: an id, else a name."""
+    queue = None
+    if value.isascii() and value.isdigit() and int(value) <= MAX_ID:
+        queue = ReviewQueue.objects.filter(pk=int(value)).first()
+    queue = queue or ReviewQueue.objects.filter(name=value).first()
+    if queue is None:
+        raise InvalidInput("invalid", _('Unknown queue "%(name)s".') % {"name": value},
+                           field="queue", status=422)
+    return queue
+
+
+def _score_filter(qs: QuerySet[Conversation], name: str, raw: str) -> QuerySet[Conversation]:
+    """`score_config` (a config's name): conversations with a score for it, on a reply or on
+    the conversation; with `score_value`, a score of that value."""
+    if not name:
+        if raw:
+            raise InvalidInput("invalid", _("score_value needs score_config."),
+                               field="score_value", status=422)
+        return qs
+    config = ScoreConfig.objects.filter(name=name).first()
+    if config is None:
+        raise InvalidInput("invalid", _('Unknown score config "%(name)s".') % {"name": name},
+                           field="score_config", status=422)
+    scores = Score.objects.filter(config=config)
+    if raw:
+        value = _score_value(config, raw)
+        if (isinstance(value, int | float) and not isinstance(value, bool)
+                and abs(value) < 2**53 and value == int(value)):
+            # 4 and 4.0 are the same answer, whichever way the JSON holds it (below 2^53,
+            # where floats still hold every integer).
+            scores = scores.filter(Q(value=int(value)) | Q(value=float(value)))
+        else:
+            scores = scores.filter(value=value)
+    return qs.filter(pk__in=scores.values("conversation_id"))
+
+
+def _score_value(config: ScoreConfig, raw: str) -> Any:
+    """`score_value` as the config's kind reads it: a number, true/false, or an option."""
+    value: Any = raw
+    if config.kind == ScoreConfig.Kind.NUMERIC:
+        value = float(raw) if NUMBER.fullmatch(raw) else None
+    elif config.kind == ScoreConfig.Kind.BOOLEAN:
+        word = raw.lower()
+        value = True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
+    if value is None:
+        message = (_("%(config)s needs a number.") if config.kind == ScoreConfig.Kind.NUMERIC
+                   else _("%(config)s must be true or false.")) % {"config": config.name}
+        raise InvalidInput("invalid", message, field="score_value", status=422)
+    try:
+        # The kind's own checks: the range ("1e999" is infinity, not a number), the options.
+        return validate_value(config, value)
+    except InvalidInput as exc:
+        raise InvalidInput("invalid", exc.message, field="score_value", status=422) from None
 
 
 # Generators ----------------------------------------------------------------------------------
@@ -156,7 +241,12 @@ def _for_export(conversations: QuerySet[Conversation]) -> Iterator[Conversation]
     qs = (
         Conversation.objects.filter(pk__in=conversations.values("pk"))
         .select_related("owner", "agent", "reviewed_by")
-        .prefetch_related("labels", Prefetch("messages", queryset=messages))
+        .prefetch_related(
+            "labels", Prefetch("messages", queryset=messages),
+            # Every score of the conversation, its replies' and its own: one query per chunk.
+            Prefetch("scores", queryset=Score.objects.select_related("config", "author")
+                     .order_by("created_at", "pk"), to_attr="export_scores"),
+        )
         .order_by("created_at", "pk")
     )
     return qs.iterator(chunk_size=EXPORT_CHUNK_SIZE)
@@ -185,13 +275,67 @@ def _username(user: Any) -> str:
     return user.get_username() if user is not None else ""
 
 
+def _scores(conversation: Conversation) -> list[Score]:
+    """Oldest first; prefetched by _for_export."""
+    if hasattr(conversation, "export_scores"):
+        return conversation.export_scores
+    return list(conversation.scores.select_related("config", "author").order_by("created_at",
+                                                                                 "pk"))
+
+
+def score_record(score: Score) -> dict[str, Any]:
+    return {
+        "config": score.config.name,
+        "value": score.value,
+        "comment": score.comment,
+        "author": _username(score.author) or None,
+        "source": score.source,
+        "updated_at": _iso(score.updated_at),
+    }
+
+
+def score_cell(config: ScoreConfig, values: list[Any]) -> Any:
+    """One CSV cell for one config on one target: the mean of the authors' values (numeric),
+    else the first score's value (a category has no mean); "" without a score."""
+    if config.kind == ScoreConfig.Kind.NUMERIC:
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if not numbers:
+            return ""
+        mean = sum(numbers) / len(numbers)
+        return int(mean) if float(mean).is_integer() else round(mean, 4)
+    if not values:
+        return ""
+    first = values[0]
+    if isinstance(first, bool):
+        return "true" if first else "false"
+    return first if isinstance(first, str) else json.dumps(first, ensure_ascii=False)
+
+
+def _score_cells(configs: list[ScoreConfig], values: dict[tuple[Any, int], list[Any]],
+                 message_id: Any) -> list[Any]:
+    """The `score:` cells of a message, or with None the `conversation_score:` ones."""
+    return [score_cell(c, values.get((message_id, c.pk), [])) for c in configs]
+
+
+def csv_columns(configs: list[ScoreConfig]) -> list[str]:
+    """CSV_COLUMNS, then `score:<name>` per active config (the row's message), then
+    `conversation_score:<name>` (the conversation's own score, on every row)."""
+    return [*CSV_COLUMNS, *(f"score:{c.name}" for c in configs),
+            *(f"conversation_score:{c.name}" for c in configs)]
+
+
 def csv_lines(conversations: QuerySet[Conversation]) -> Iterator[str]:
     """The header, then one row per message (a conversation without messages gets one row with
     empty message columns, so it is not missing from the export). One string per
     conversation."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
+    configs = list(ScoreConfig.objects.filter(is_active=True).order_by("name", "pk"))
+    yield writer.writerow([csv_safe(name) for name in csv_columns(configs)])
     for conversation in _for_export(conversations):
+        values: dict[tuple[Any, int], list[Any]] = {}
+        for score in _scores(conversation):
+            values.setdefault((score.message_id, score.config_id), []).append(score.value)
+        own = _score_cells(configs, values, None)
         head = [
             str(conversation.pk),
             conversation.title or conversation.generated_title() or conversation.auto_title,
@@ -211,14 +355,19 @@ def csv_lines(conversations: QuerySet[Conversation]) -> Iterator[str]:
                 feedback.score if feedback else "",
                 feedback.comment if feedback else "",
                 "; ".join(call.name or call.call_id for call in message.tool_calls.all()),
+                *_score_cells(configs, values, message.pk), *own,
             ])
         if not rows:
-            rows.append(head + [""] * (len(CSV_COLUMNS) - len(head)))
+            rows.append(head + [""] * (len(CSV_COLUMNS) - len(head)) + [""] * len(configs) + own)
         yield "".join(writer.writerow([csv_safe(cell) for cell in row]) for row in rows)
 
 
 def conversation_record(conversation: Conversation) -> dict[str, Any]:
-    """One JSONL line: the conversation, its review fields and its full transcript."""
+    """One JSONL line: the conversation, its review fields and scores, and its full transcript
+    with each message's scores."""
+    by_message: dict[Any, list[dict[str, Any]]] = {}
+    for score in _scores(conversation):
+        by_message.setdefault(score.message_id, []).append(score_record(score))
     return {
         "id": str(conversation.pk),
         "title": conversation.title,
@@ -240,8 +389,10 @@ def conversation_record(conversation: Conversation) -> dict[str, Any]:
             "reviewed_by": _username(conversation.reviewed_by) or None,
             "reviewed_at": _iso(conversation.reviewed_at) or None,
         },
+        "scores": by_message.get(None, []),
         "messages": [
-            {**message_json(message), "seq": message.seq}
+            {**message_json(message), "seq": message.seq,
+             "scores": by_message.get(message.pk, [])}
             for message in conversation.messages.all()
         ],
     }

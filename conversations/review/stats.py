@@ -17,6 +17,7 @@ Definitions (also shown under the page's tables):
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -33,7 +35,22 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from conversations.models import Agent, Conversation, Message
+from conversations.models import (
+    Agent,
+    Conversation,
+    Message,
+    QueueItem,
+    ReviewQueue,
+    Score,
+    ScoreConfig,
+)
+from conversations.review.agreement import (
+    NO_UNITS,
+    NO_VARIATION,
+    Agreement,
+    cohen_kappa,
+    krippendorff_alpha_interval,
+)
 from conversations.services.costs import agent_prices, format_cost, reply_cost, reply_tokens
 
 # Okabe-Ito: eight colours told apart by people with the common colour-vision deficiencies.
@@ -410,3 +427,241 @@ def latency_chart(stats: Stats, metric: str) -> SafeString:
         ]))
     peak = max((v or 0 for _n, _c, bars in rows for v, _css, _t in bars), default=0)
     return _hbar_chart(title, rows, nice_ceiling(peak), " ms")
+
+
+# Review scores (docs/review.md) -----------------------------------------------------------------
+# Per active score config: the distribution of scores per agent and period, reviewer throughput
+# and agreement between reviewers. Four queries whatever the range or the number of configs,
+# agents and scores: the active configs, the scores of the range (a few columns each, read with
+# an iterator), the items done in the range per (reviewer, queue), and the queue-config pairs.
+
+# Up to a month of days reads per day; a longer range per week (Monday first), so a year is 53
+# rows per agent, not 366.
+REVIEW_DAILY_MAX_DAYS = 31
+
+
+@dataclass
+class Distribution:
+    """Scores of one config in one bucket: counts per value (categorical, boolean) or the mean
+    (numeric)."""
+
+    count: int = 0
+    total: float = 0.0  # numeric: sum of the values
+    numbers: int = 0  # numeric: values that are numbers
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.numbers if self.numbers else None
+
+
+@dataclass(frozen=True)
+class ReviewerInfo:
+    id: int | None  # None: the user was deleted
+    name: str
+
+
+@dataclass
+class ConfigStats:
+    id: int
+    name: str
+    kind: str
+    # Categorical and boolean: (value key, heading) per column, the options in order, then any
+    # value no longer among them.
+    columns: list[tuple[str, str]]
+    agents: list[AgentInfo]
+    by_period_agent: dict[tuple[date, int], Distribution]
+    by_agent: dict[int, Distribution]
+    total: Distribution
+    agreement: Agreement
+    # Targets scored by two or more reviewers (source "human") for this config.
+    double_reviewed: int
+    throughput: list[tuple[ReviewerInfo, int]]
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind == "numeric"
+
+    @property
+    def kind_label(self) -> str:
+        return str(ScoreConfig.Kind(self.kind).label)
+
+    @property
+    def method(self) -> str:
+        return "alpha" if self.is_numeric else "kappa"
+
+    def _cells(self, dist: Distribution) -> list[int]:
+        return [dist.counts.get(key, 0) for key, _label in self.columns]
+
+    def period_rows(self) -> list[tuple[date, AgentInfo, Distribution, list[int]]]:
+        """Active (period, agent) pairs, newest period first."""
+        periods = sorted({p for p, _a in self.by_period_agent}, reverse=True)
+        return [
+            (period, agent, dist, self._cells(dist))
+            for period in periods
+            for agent in self.agents
+            if (dist := self.by_period_agent.get((period, agent.id))) is not None
+        ]
+
+    def agent_rows(self) -> list[tuple[AgentInfo, Distribution, list[int]]]:
+        return [(a, self.by_agent[a.id], self._cells(self.by_agent[a.id])) for a in self.agents]
+
+    @property
+    def total_cells(self) -> list[int]:
+        return self._cells(self.total)
+
+    @property
+    def agreement_note(self) -> str:
+        """Why the agreement figure is missing ("" when there is one)."""
+        if self.agreement.reason == NO_UNITS:
+            return _("No item was scored by two reviewers.")
+        if self.agreement.reason == NO_VARIATION:
+            return _("Undefined: every score was the same value, so agreement by chance is "
+                     "already complete.")
+        return ""
+
+
+@dataclass
+class ReviewStats:
+    weekly: bool
+    configs: list[ConfigStats]
+    # Items done in the range, per reviewer: (reviewer, total, [(queue name, done), ...]).
+    reviewers: list[tuple[ReviewerInfo, int, list[tuple[str, int]]]]
+
+
+def _value_key(value: Any) -> str:
+    """A hashable, displayable key: JSON's spelling for booleans, the text for the rest."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _option_label(option: Any) -> str:
+    if isinstance(option, dict):
+        option = option.get("label", option.get("value", ""))
+    return option if isinstance(option, str) else _value_key(option)
+
+
+def compute_review_stats(start: date, end: date) -> ReviewStats:
+    """Score statistics of the replies and conversations created `start`..`end` (inclusive, in
+    the current time zone), and the queue items completed in that range."""
+    tz = timezone.get_current_timezone()
+    lo, hi = _bounds(start, end, tz)
+    weekly = (end - start).days + 1 > REVIEW_DAILY_MAX_DAYS
+
+    def period(moment: datetime) -> date:
+        day = timezone.localtime(moment, tz).date()
+        return day - timedelta(days=day.weekday()) if weekly else day
+
+    configs = list(ScoreConfig.objects.filter(is_active=True).order_by("name", "pk"))
+    by_config: dict[int, ConfigStats] = {}
+    seen_agents: dict[int, dict[int, AgentInfo]] = {}
+    # (config, target) -> human values, first scored first; target: ("m", message) or
+    # ("c", conversation).
+    raters: dict[int, dict[tuple[str, Any], list[Any]]] = {}
+    for config in configs:
+        if config.kind == ScoreConfig.Kind.BOOLEAN:
+            columns = [("true", _("Yes")), ("false", _("No"))]
+        elif config.kind == ScoreConfig.Kind.CATEGORICAL:
+            labels = [_option_label(o) for o in config.options or []]
+            columns = [(label, label) for label in dict.fromkeys(labels)]
+        else:
+            columns = []
+        by_config[config.pk] = ConfigStats(
+            config.pk, config.name, config.kind, columns, [], {}, {}, Distribution(),
+            Agreement(None, 0, NO_UNITS), 0, [],
+        )
+        seen_agents[config.pk] = {}
+        raters[config.pk] = {}
+
+    scores = (
+        Score.objects.filter(config__is_active=True)
+        .annotate(target_at=Coalesce("message__created_at", "conversation__created_at"))
+        .filter(target_at__gte=lo, target_at__lt=hi)
+        .values_list(
+            "config_id", "conversation_id", "message_id", "source", "value", "target_at",
+            "conversation__agent_id", "conversation__agent__slug", "conversation__agent__name",
+        )
+        .order_by("created_at", "pk")
+    )
+    for (config_id, conversation_id, message_id, source, value, target_at, agent_id, slug,
+         agent_name) in scores.iterator(chunk_size=REPLY_CHUNK):
+        result = by_config.get(config_id)
+        if result is None:  # activated after the first query
+            continue
+        agents = seen_agents[config_id]
+        if agent_id not in agents:
+            agents[agent_id] = AgentInfo(agent_id, slug, agent_name, "")
+        key = _value_key(value)
+        for dist in (
+            result.by_period_agent.setdefault((period(target_at), agent_id), Distribution()),
+            result.by_agent.setdefault(agent_id, Distribution()),
+            result.total,
+        ):
+            dist.count += 1
+            if result.is_numeric:
+                if _is_number(value):
+                    dist.numbers += 1
+                    dist.total += value
+            else:
+                dist.counts[key] += 1
+        if source == Score.Source.HUMAN:
+            target = ("m", message_id) if message_id is not None else ("c", conversation_id)
+            raters[config_id].setdefault(target, []).append(value)
+
+    for config_id, result in by_config.items():
+        result.agents = sorted(seen_agents[config_id].values(),
+                               key=lambda a: (a.name.lower(), a.id))
+        known = {key for key, _label in result.columns}
+        if not result.is_numeric:
+            result.columns += [(key, key) for key in sorted(result.total.counts)
+                               if key not in known]
+        units = [values for values in raters[config_id].values() if len(values) >= 2]
+        result.double_reviewed = len(units)
+        if result.is_numeric:
+            result.agreement = krippendorff_alpha_interval(
+                [[v for v in values if _is_number(v)] for values in units])
+        else:
+            # Cohen's kappa takes two ratings: the first two reviewers of each target.
+            result.agreement = cohen_kappa(
+                (_value_key(values[0]), _value_key(values[1])) for values in units)
+
+    # Throughput: items completed in the range, per (reviewer, queue).
+    username = f"completed_by__{get_user_model().USERNAME_FIELD}"
+    done = (
+        QueueItem.objects.filter(status=QueueItem.Status.DONE, completed_at__gte=lo,
+                                 completed_at__lt=hi)
+        .values_list("completed_by_id", username, "queue_id", "queue__name")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    queue_configs: dict[int, set[int]] = {}
+    for queue_id, config_id in ReviewQueue.configs.through.objects.values_list(
+            "reviewqueue_id", "scoreconfig_id"):
+        queue_configs.setdefault(queue_id, set()).add(config_id)
+    per_reviewer: dict[ReviewerInfo, list[tuple[str, int]]] = {}
+    per_config: dict[int, Counter[ReviewerInfo]] = {pk: Counter() for pk in by_config}
+    for user_id, name, queue_id, queue_name, n in done:
+        reviewer = ReviewerInfo(user_id, name if user_id is not None else _("Deleted user"))
+        per_reviewer.setdefault(reviewer, []).append((queue_name, n))
+        for config_id in queue_configs.get(queue_id, ()):
+            if config_id in per_config:
+                per_config[config_id][reviewer] += n
+
+    def by_done(item: tuple[ReviewerInfo, int]) -> tuple[int, str]:
+        return -item[1], item[0].name.lower()
+
+    for config_id, counts in per_config.items():
+        by_config[config_id].throughput = sorted(counts.items(), key=by_done)
+    reviewers = [
+        (reviewer, sum(n for _q, n in queues), sorted(queues, key=lambda q: (-q[1], q[0])))
+        for reviewer, queues in per_reviewer.items()
+    ]
+    reviewers.sort(key=lambda row: (-row[1], row[0].name.lower()))
+    return ReviewStats(weekly, [by_config[c.pk] for c in configs], reviewers)

@@ -94,5 +94,6 @@ def stats_view(request: HttpRequest) -> HttpResponse:
             "ttft": stats.latency_chart(result, "ttft"),
             "duration": stats.latency_chart(result, "duration"),
         },
+        "review": stats.compute_review_stats(start, end),
     }
     return render(request, "review/stats.html", context)

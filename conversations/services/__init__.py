@@ -19,7 +19,7 @@ Channels; a deletion reaches the relay through the `conversation_deleted` signal
 
 from __future__ import annotations
 
-from conversations.services import canned, costs, teams
+from conversations.services import canned, costs, queue_rules, queues, scoring, teams
 from conversations.services.agents import (
     ConnectionResult,
     agent_config,
@@ -75,6 +75,16 @@ from conversations.services.feedback import (
     clear_feedback,
     set_feedback,
 )
+from conversations.services.queues import (
+    QueueSummary,
+    claim_next,
+    complete,
+    enqueue,
+    item_for,
+    may_claim,
+    queues_for,
+    skip,
+)
 from conversations.services.review import (
     REVIEW_FIELDS,
     add_label,
@@ -95,6 +105,7 @@ from conversations.services.runs import (
     reap_orphaned_runs,
     set_vendor_conversation_id,
 )
+from conversations.services.scoring import scores_for, set_score, validate_value
 from conversations.services.validation import (
     CLIENT_ID_MAX_CHARS,
     CONTENT_MAX_CHARS,
@@ -108,6 +119,21 @@ from conversations.services.validation import (
 )
 
 __all__ = [
+    # Review workspace (issue 13): scores and queues.
+    "QueueSummary",
+    "claim_next",
+    "complete",
+    "enqueue",
+    "item_for",
+    "may_claim",
+    "queue_rules",
+    "queues",
+    "queues_for",
+    "scores_for",
+    "scoring",
+    "set_score",
+    "skip",
+    "validate_value",
     "add_note",
     "load_conversation",
     "may_open",

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Feedback, Message
+from conversations.services import queue_rules
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.validation import format_count
 
@@ -47,6 +48,8 @@ def set_feedback(user: Any, message_id: UUID | str, score: Any, comment: Any = "
     feedback, _created = Feedback.objects.update_or_create(
         message=message, defaults={"author": user, "score": score, "comment": comment}
     )
+    if score == -1:
+        queue_rules.thumbs_down(message)
     return feedback
 
 

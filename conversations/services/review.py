@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from conversations.models import Conversation, Label
+from conversations.services import queue_rules
 
 # The fields a reviewer edits; changing any of them stamps the reviewer.
 REVIEW_FIELDS = frozenset({"review_status", "labels", "review_notes"})
@@ -25,15 +26,24 @@ def stamp_review(conversation: Conversation, reviewer: Any, changed: Iterable[st
     if REVIEW_FIELDS & set(changed):
         for name, value in _stamp(reviewer).items():
             setattr(conversation, name, value)
+    if ("review_status" in changed
+            and conversation.review_status == Conversation.ReviewStatus.FLAGGED):
+        queue_rules.flagged([conversation.pk])  # on commit, after the caller's save
 
 
 def set_review_status(
     conversations: QuerySet[Conversation], status: str, reviewer: Any
 ) -> int:
-    """Set the status of every conversation of `conversations`; returns how many."""
-    return Conversation.objects.filter(pk__in=conversations.values("pk")).update(
+    """Set the status of every conversation of `conversations`; returns how many. Those that
+become flagged go to the queues with that rule (services.queue_rules)."""
+    flagging = status == Conversation.ReviewStatus.FLAGGED
+    newly = queue_rules.not_yet_flagged(conversations) if flagging else None
+    n = Conversation.objects.filter(pk__in=conversations.values("pk")).update(
         review_status=status, **_stamp(reviewer)
     )
+    if newly:
+        queue_rules.flagged(newly)
+    return n
 
 
 def add_label(conversations: QuerySet[Conversation], label: Label, reviewer: Any) -> int:

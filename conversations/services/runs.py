@@ -30,6 +30,7 @@ from conversations.events import ErrorCode
 from conversations.models import Attachment, Conversation, Message, ToolCall
 from conversations.providers.base import ChatTurn, RunRequest
 from conversations.services import attachments as attachments_service
+from conversations.services import queue_rules
 from conversations.services.agents import agent_config
 from conversations.services.branches import Tree
 from conversations.services.costs import check_budget
@@ -527,6 +528,10 @@ def finish_run(message_id: UUID | str, conversation_id: UUID | str,
         if outcome.generated_titles:
             changes["generated_titles"] = outcome.generated_titles
         Conversation.objects.filter(pk=conversation_id).update(**changes)
+    # After the transaction: a rule's own query can never break the reply's write.
+    queue_rules.reply_finished(
+        message_id, conversation_id, outcome.status, outcome.error_code,
+        any(call.status == ToolCall.Status.FAILED for call in outcome.tool_calls))
     return now
 
 
