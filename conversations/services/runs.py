@@ -35,7 +35,7 @@ from conversations.services.agents import agent_config
 from conversations.services.branches import Tree
 from conversations.services.costs import check_budget
 from conversations.services.errors import InvalidInput, NotFound
-from conversations.services.teams import check_agent
+from conversations.services.teams import agent_access_annotations, check_conversation_agent
 from conversations.services.validation import (
     CONTENT_MAX_CHARS,
     clean_client_id,
@@ -264,6 +264,7 @@ def _locked(conversation_id: UUID | str, user: Any, *, checked: bool = True
             rows_of
             .select_for_update()
             .select_related("agent")
+            .annotate(**agent_access_annotations())
             .filter(pk=conversation_id)
             .first()
         )
@@ -288,8 +289,9 @@ def _refuse_if_busy(locked: _Locked) -> None:
         raise InvalidInput(
             "invalid", _("This conversation's agent has been deactivated."), status=422
         )
-    check_agent(locked.conversation.agent, locked.conversation.team)
-    check_budget(locked.conversation.team)
+    check_conversation_agent(locked.conversation)
+    if locked.conversation.team_id is not None:
+        check_budget(locked.conversation.team)
 
 
 def accept_user_message(

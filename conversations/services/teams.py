@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext as _
 
 from conversations.models import Agent, Conversation, Team, TeamMembership
@@ -75,16 +75,42 @@ def agent_allowed(agent: Agent, team: Team | None) -> bool:
     return not restricted or (team is not None and team.pk in restricted)
 
 
+def agent_access_annotations() -> dict[str, Exists]:
+    """For a Conversation query: whether its agent is kept to some teams, and whether its team
+    is one of them, so the check on every send costs no query of its own
+    (`check_conversation_agent`)."""
+    through = Agent.teams.through
+    return {
+        "agent_restricted": Exists(through.objects.filter(agent_id=OuterRef("agent_id"))),
+        "agent_team_allowed": Exists(through.objects.filter(
+            agent_id=OuterRef("agent_id"), team_id=OuterRef("team_id"))),
+    }
+
+
+def check_conversation_agent(conversation: Conversation) -> None:
+    """`check_agent` for a conversation, read from `agent_access_annotations` when the query
+    had them."""
+    restricted = getattr(conversation, "agent_restricted", None)
+    if restricted is None:
+        check_agent(conversation.agent, conversation.team)
+    elif restricted and not conversation.agent_team_allowed:
+        _refuse_agent(conversation.agent, conversation.team)
+
+
 def check_agent(agent: Agent, team: Team | None) -> None:
     """The one check, for the composer, the API, the websocket and the admin."""
     if not agent_allowed(agent, team):
-        raise InvalidInput(
-            "agent_not_allowed",
-            _("The agent “%(agent)s” is not available to %(team)s.") % {
-                "agent": agent.name,
-                "team": _("the team “%(name)s”") % {"name": team.name} if team
-                else _("conversations outside a team")},
-            field="agent", status=403)
+        _refuse_agent(agent, team)
+
+
+def _refuse_agent(agent: Agent, team: Team | None) -> None:
+    raise InvalidInput(
+        "agent_not_allowed",
+        _("The agent “%(agent)s” is not available to %(team)s.") % {
+            "agent": agent.name,
+            "team": _("the team “%(name)s”") % {"name": team.name} if team
+            else _("conversations outside a team")},
+        field="agent", status=403)
 
 
 # Membership -------------------------------------------------------------------------------------
