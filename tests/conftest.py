@@ -120,12 +120,17 @@ def _own_rate_limit_keys(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Any:
-    """Rate-limit counters live in the cache; each test starts from zero."""
+    """Rate-limit counters live in the cache, the review queues' rules in the process (a few
+    seconds: services/queue_rules.py); each test starts from zero, whatever the last one left."""
     from django.core.cache import cache
 
+    from conversations.services import queue_rules
+
     cache.clear()
+    queue_rules.forget_rules()
     yield
     cache.clear()
+    queue_rules.forget_rules()
 
 
 @pytest.fixture
@@ -147,3 +152,15 @@ def dimedove_agent(db: Any, fake_vendor: Any, monkeypatch: Any) -> Agent:
         slug="dove", name="Dove", provider="dimedove", base_url=fake_vendor.url,
         token_env="DIMEDOVE_TEST_KEY", options={"app_id": "app_1"},
     )
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Any:
+    """Each test starts in the site's language: a request or a test that switched to French
+    leaves the thread's active language behind."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
