@@ -64,12 +64,16 @@ def ensure_reviewer_group() -> Group:
     """The group migration 0003 creates. Transactional tests flush the database, which
     removes it (permissions come back with post_migrate, groups do not), so tests that run
     after one rebuild it from the migration's own list."""
-    migration = importlib.import_module("conversations.migrations.0003_reviewer_group")
+    codenames = [
+        *importlib.import_module("conversations.migrations.0003_reviewer_group")
+        .REVIEWER_PERMISSIONS,
+        *importlib.import_module("conversations.migrations.0011_review_workspace")
+        .REVIEWER_PERMISSIONS,
+    ]
     group, created = Group.objects.get_or_create(name="reviewer")
     if created:
         group.permissions.set(Permission.objects.filter(
-            content_type__app_label="conversations",
-            codename__in=migration.REVIEWER_PERMISSIONS,
+            content_type__app_label="conversations", codename__in=codenames,
         ))
     return group
 

@@ -6,6 +6,24 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# Reviewers read the review workspace's rows in the admin (scores with their history, queue
+# items); configs and queues are managed by staff.
+REVIEWER_PERMISSIONS = ["view_scoreconfig", "view_score", "view_reviewqueue", "view_queueitem"]
+
+
+def grant_reviewers(apps, schema_editor):
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    group = apps.get_model("auth", "Group").objects.filter(name="reviewer").first()
+    if group is not None:
+        group.permissions.add(*apps.get_model("auth", "Permission").objects.filter(
+            content_type__app_label="conversations", codename__in=REVIEWER_PERMISSIONS))
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -105,4 +123,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(condition=models.Q(('message__isnull', False)), fields=('config', 'author', 'message'), name='one_score_per_reply_config_author'), models.UniqueConstraint(condition=models.Q(('message__isnull', True)), fields=('config', 'author', 'conversation'), name='one_score_per_conversation_config_author')],
             },
         ),
+        migrations.RunPython(grant_reviewers, migrations.RunPython.noop),
     ]
