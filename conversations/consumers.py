@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -80,6 +81,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     gauge: backpressure.WriteGauge | None = None
     raw_send: Any = None
     closing = False
+    # Frames held until the first conversation.sync is sent (connect); None once it is.
+    early: list[dict[str, Any] | str] | None = None
     # The login session the socket was opened with; its end closes the socket (sessions.py).
     auth_session: sessions.SocketSession | None = None
     # Degraded local mode (Redis down at connect): whether the layer knows this socket's
@@ -146,13 +149,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         relay.ensure_reaper()
         # Join before taking the snapshot: a batch published in between overlaps the snapshot
         # (the client drops it by offset) rather than leaving a gap.
+        # Frames for this socket before its conversation.sync (a batch from another process,
+        # a presence change) wait for it: the sync is always the first frame, and what it
+        # already holds is dropped by offset on the client.
+        self.early = []
         await self._join(self.group)
         relay.add_viewer(self.conversation_id, self)
         await self.accept()
         self.gauge = self.scope.get("write_gauge")
         self.raw_send = self.scope.get("raw_send")
         with translation.override(self.language):
-            await self.send_frame(fit_sync(await self._sync_frame()))
+            sync = fit_sync(await self._sync_frame())
+            early, self.early = self.early, None
+            await self.send_frame(sync)
+            for frame in early:
+                await self.send_frame(frame)
         await self._announce_presence(user)
         if self.pending_groups or not self.channel_subscribed:
             # Degraded local mode (Redis down): the socket works, its own replies stream to
@@ -208,6 +219,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def send_frame(self, frame: dict[str, Any] | str) -> None:
         if self.closing:
             return
+        if self.early is not None:
+            self.early.append(frame)
+            return
         if isinstance(frame, dict) and frame.get("type") == "conversation.updated":
             # Fanned out to every viewer as built by the run: titles in this socket's language.
             frame = localize_frame(frame, self.language)
@@ -236,10 +250,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=backpressure.CLOSE_TOO_SLOW,
                              reason="client too slow: reconnect to resync")
             return
-        if self.raw_send is not None:
-            await self.raw_send({"type": "websocket.send", "text": text})
-        else:
-            await self.send(text_data=text)
+        try:
+            if self.raw_send is not None:
+                await self.raw_send({"type": "websocket.send", "text": text})
+            else:
+                await self.send(text_data=text)
+        except Disconnected:
+            # The client closed while a group message (a presence change, an event) was on its
+            # way: nothing to deliver, and disconnect() follows.
+            self.closing = True
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch hops to the database thread (close_old_connections) before every

@@ -98,6 +98,7 @@ async def test_it_resumes_on_another_process_after_a_reconnect(
     await ws_a.close()
     ws_b = await socket_to(b, session, conversation_id)
     sync = await recv(ws_b)
+    assert sync["type"] == "conversation.sync", sync
     active = sync["active_run"]
     reply_id = active["message_id"]
     had = assemble(seen_a, reply_id)
