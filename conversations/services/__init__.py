@@ -2,11 +2,12 @@
 
 One module per subject: `conversations` (create, list, read, change, delete, transcript),
 `runs` (accepting a message or an interrupt answer, the relay's writes, the reaper),
-`branches` (the message tree and its active path), `teams` (membership, team agents), `desk`
-(internal notes, assignment and handoff), `edits` (regenerate and edit: a branch or a
-fork),
-`feedback`, `agents` (with the admin's connection test), `review` (reviewers' stamped writes),
-`validation` (the JSON gate and every field's rules) and `errors`.
+`branches` (the message tree and its active path), `edits` (regenerate and edit: a branch or a
+fork), `attachments` (uploads), `teams` (membership, team agents), `desk` (internal notes,
+assignment and handoff), `canned` (canned replies), `costs` (reply costs, team budgets),
+`scoring` and `queues` with `queue_rules` (the review workspace), `feedback`, `agents` (with the
+admin's connection test), `review` (reviewers' stamped writes), `validation` (the JSON gate and
+every field's rules) and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
 re-exported here.
 
@@ -14,7 +15,8 @@ Everything here is synchronous ORM code; async callers wrap it with `database_sy
 Problems are domain errors (`errors.py`): `InvalidInput` with a stable code, and `NotFound` for
 what does not exist or is not the user's, so each surface renders the same error its own way.
 Imports run one way: nothing here imports the relay, the consumer, the views, the admin or
-Channels; a deletion reaches the relay through the `conversation_deleted` signal.
+Channels; deletions, branch changes and desk events reach the relay through signals
+(`conversation_deleted`, `branch_selected`, `conversation_event`).
 """
 
 from __future__ import annotations
