@@ -4,13 +4,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from chatsite import theme
+from chatsite import health, theme
 from conversations import api, canned_views, openapi, settings_views, team_views, views
 from conversations.review import reviewer
 from conversations.review import send as review_send
 from conversations.review import views as review
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", views.home, name="home"),
     path("conversations/new", views.conversation_new, name="conversation_new"),
     path("c/<uuid:conversation_id>/", views.chat, name="chat"),
