@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -18,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from conversations import services
+from conversations.admin.common import intermediate_context
 from conversations.models import Agent, Conversation, Label, Team
 from conversations.review import export
 
@@ -85,21 +85,10 @@ def add_label(
             "Label “%(label)s” added to %(n)d conversations.", n,
         ) % {"label": label.name, "n": n}, messages.SUCCESS)
         return None
-    select_across = request.POST.get("select_across") == "1"
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": _("Add a label"),
-        "opts": modeladmin.model._meta,
-        "form": form,
-        "count": queryset.count(),
-        "select_across": select_across,
-        "selected": [] if select_across else request.POST.getlist(
-            helpers.ACTION_CHECKBOX_NAME
-        ),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "has_labels": Label.objects.exists(),
-        "can_add_label": request.user.has_perm("conversations.add_label"),
-    }
+    context = intermediate_context(
+        modeladmin, request, queryset, _("Add a label"), form,
+        has_labels=Label.objects.exists(),
+        can_add_label=request.user.has_perm("conversations.add_label"))
     return TemplateResponse(
         request, "admin/conversations/conversation/add_label.html", context
     )
@@ -124,19 +113,8 @@ def handoff(
             "assignee is not in was left as it was.") % {"moved": moved, "assigned": assigned},
             messages.SUCCESS)
         return None
-    select_across = request.POST.get("select_across") == "1"
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": _("Assign or transfer"),
-        "opts": modeladmin.model._meta,
-        "form": form,
-        "count": queryset.count(),
-        "select_across": select_across,
-        "selected": [] if select_across else request.POST.getlist(
-            helpers.ACTION_CHECKBOX_NAME
-        ),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-    }
+    context = intermediate_context(
+        modeladmin, request, queryset, _("Assign or transfer"), form)
     return TemplateResponse(
         request, "admin/conversations/conversation/handoff.html", context
     )

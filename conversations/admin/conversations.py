@@ -33,6 +33,7 @@ from conversations.admin.actions import (
     mark_flagged,
     mark_reviewed,
 )
+from conversations.admin.common import ReadOnlyAdminMixin, conversation_link
 from conversations.admin.filters import FeedbackFilter, HasFailuresFilter, HasToolCallsFilter
 from conversations.admin.review_queues import send_to_queue
 from conversations.models import Conversation, Feedback, Label, Message, ToolCall
@@ -225,22 +226,6 @@ class ConversationAdmin(admin.ModelAdmin):
 # Messages, labels, feedback ------------------------------------------------------------------
 
 
-class ReadOnlyAdminMixin:
-    """Shown, never changed: transcripts and feedback are records of what happened."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-def conversation_link(conversation_id: Any, text: str, anchor: str = "") -> str:
-    url = reverse("admin:conversations_conversation_change", args=[conversation_id])
-    return format_html('<a href="{}{}">{}</a>', url, f"#{anchor}" if anchor else "", text)
 
 
 class ToolCallInline(ReadOnlyAdminMixin, admin.TabularInline):

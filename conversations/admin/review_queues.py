@@ -11,38 +11,21 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from conversations.admin.common import (
+    ReadOnlyAdminMixin,
+    conversation_link,
+    intermediate_context,
+)
 from conversations.models import Conversation, QueueItem, ReviewQueue, Score, ScoreConfig
 from conversations.services import queues
-
-
-# admin/conversations.py imports this module (its action list), so its helpers are not
-# imported from there.
-class ReadOnlyAdminMixin:
-    """Records of what happened: shown, never changed here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-def conversation_link(conversation_id: Any, text: str, anchor: str = "") -> str:
-    url = reverse("admin:conversations_conversation_change", args=[conversation_id])
-    return format_html('<a href="{}{}">{}</a>', url, f"#{anchor}" if anchor else "", text)
 
 
 class ScoreConfigForm(forms.ModelForm):
@@ -231,17 +214,8 @@ def send_to_queue(
             " " + _("%(n)d already there.") % {"n": total - sent} if total > sent else ""),
             messages.SUCCESS)
         return None
-    select_across = request.POST.get("select_across") == "1"
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": _("Send to a review queue"),
-        "opts": modeladmin.model._meta,
-        "form": form,
-        "count": queryset.count(),
-        "select_across": select_across,
-        "selected": [] if select_across else request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "has_queues": ReviewQueue.objects.filter(is_active=True).exists(),
-    }
+    context = intermediate_context(
+        modeladmin, request, queryset, _("Send to a review queue"), form,
+        has_queues=ReviewQueue.objects.filter(is_active=True).exists())
     return TemplateResponse(request, "admin/conversations/conversation/send_to_queue.html",
                             context)
