@@ -9,9 +9,9 @@ token access). Anyone else gets a plain 404, so the endpoint is not advertised.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
-import logging
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -21,7 +21,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from chatsite import metrics
 from conversations.ratelimit import client_ip
 
-logger = logging.getLogger(__name__)
+
+@functools.lru_cache(maxsize=8)
+def networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """METRICS_ALLOWED_CIDRS parsed (settings.py has refused a malformed one at start-up)."""
+    return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip())
 
 
 def _address_allowed(request: HttpRequest) -> bool:
@@ -35,7 +39,8 @@ def _address_allowed(request: HttpRequest) -> bool:
     candidates = [ip]
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         candidates.append(ip.ipv4_mapped)  # ::ffff:127.0.0.1 from a dual-stack listener
-    return any(c in network for c in candidates for network in settings.METRICS_ALLOWED_NETWORKS
+    allowed_networks = networks(tuple(settings.METRICS_ALLOWED_CIDRS))
+    return any(c in network for c in candidates for network in allowed_networks
                if c.version == network.version)
 
 

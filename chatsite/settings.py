@@ -344,8 +344,8 @@ AXES_CLIENT_IP_CALLABLE = "conversations.ratelimit.client_ip"
 # else gets 404. Default: loopback only (a Prometheus on the same host or an SSH tunnel).
 METRICS_ALLOWED_CIDRS = env.list("METRICS_ALLOWED_CIDRS", default=["127.0.0.1/32", "::1/128"])
 try:
-    METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(c.strip(), strict=False)
-                                for c in METRICS_ALLOWED_CIDRS if c.strip()]
+    for _cidr in METRICS_ALLOWED_CIDRS:
+        ipaddress.ip_network(_cidr.strip(), strict=False) if _cidr.strip() else None
 except ValueError as exc:
     raise ImproperlyConfigured(f"METRICS_ALLOWED_CIDRS: {exc}") from None
 # Empty: no token access. A token shorter than 16 characters is refused: it would be guessable.
