@@ -111,16 +111,21 @@ def _logger_name(logger: WrappedLogger, name: str, event: EventDict) -> EventDic
     return event
 
 
-def _user(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
-    """The request's user id, only if the view already loaded the user (no query here)."""
-    if "user_id" in event:
+def _request_ids(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    """The request's id and user id: from the record's own `request` (Django's request log
+    lines, made after the middleware returned) or the current request. The user only if the
+    view already loaded it: no query here."""
+    record = event.get("_record")
+    request = getattr(record, "request", None) or _request.get()
+    if request is None:
         return event
-    request = _request.get()
-    user = None
-    if request is not None:
+    request_id = getattr(request, "request_id", None)
+    if "request_id" not in event and isinstance(request_id, str):
+        event["request_id"] = request_id
+    if "user_id" not in event:
         user = getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
-    if user is not None and getattr(user, "is_authenticated", False):
-        event["user_id"] = str(user.pk)
+        if user is not None and getattr(user, "is_authenticated", False) is True:
+            event["user_id"] = str(user.pk)
     return event
 
 
@@ -158,7 +163,7 @@ class JSONFormatter(structlog.stdlib.ProcessorFormatter):
             structlog.stdlib.add_log_level,
             _logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-            _user,
+            _request_ids,
             _exception,
         ]
         super().__init__(

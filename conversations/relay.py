@@ -501,13 +501,17 @@ class Run:
         """The reply's figures, once, when its end is saved (docs/observability.md)."""
         agent = self.request.agent.slug
         code = outcome.error_code
+        duration = time.monotonic() - self.started
         m.REPLIES.labels(agent, outcome.status,
                          code if not code or code in KNOWN_ERROR_CODES else "other").inc()
-        m.DURATION.labels(agent).observe(time.monotonic() - self.started)
+        m.DURATION.labels(agent).observe(duration)
         if self.ttft_seconds is not None:
             m.TTFT.labels(agent).observe(self.ttft_seconds)
         if self.deltas:
             m.DELTAS.labels(agent).inc(self.deltas)
+        # One line per reply (its ids come from the run's log context, chatsite/logs.py).
+        logger.info("reply ended: agent %s, %s%s, %d deltas in %.2f s", agent, outcome.status,
+                    f" ({code})" if code else "", self.deltas, duration)
 
     async def _save_with_retries(
         self, outcome: services.RunOutcome
