@@ -24,6 +24,9 @@ install: $(STAMP)
 run: install
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
+	@# Metrics of an earlier run must not add to this one's (docs/observability.md).
+	if [ -n "$$PROMETHEUS_MULTIPROC_DIR" ]; then \
+		rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"; fi
 	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
 
 # 1. lint, and the chat script's unit tests (Node's built-in runner); 2. the whole suite on SQLite

@@ -6,11 +6,13 @@ Production switches (DATABASE_URL, REDIS_URL, ...) are listed in the README's ta
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,6 +47,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of a request carries its id (X-Request-ID, chatsite/logs.py).
+    "chatsite.logs.RequestIdMiddleware",
     # Refuses to start without SECRET_KEY when DEBUG is off (Daphne runs no system checks).
     "chatsite.middleware.SecretKeyRequired",
     "django.middleware.security.SecurityMiddleware",
@@ -264,11 +268,22 @@ SHUTDOWN_GRACE_SECONDS = env.float("SHUTDOWN_GRACE_SECONDS", default=10.0)
 # 0 disables the reaper.
 RELAY_REAP_INTERVAL = env.float("RELAY_REAP_INTERVAL", default=5.0)
 
+# "text" (default): one readable line per record. "json": one JSON object per line with the
+# request, user, conversation and message ids where known (chatsite/logs.py,
+# docs/observability.md).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "chatsite.logs.JSONFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": "json" if LOG_FORMAT == "json" else "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
@@ -322,3 +337,22 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 # since any client can send it. See conversations/ratelimit.py:client_ip.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "conversations.ratelimit.client_ip"
+
+# --- Metrics (chatsite/metrics.py, docs/observability.md) ------------------------------------
+# /metrics answers clients in these networks (the address as client_ip sees it, so
+# TRUSTED_PROXY_COUNT applies) and requests with `Authorization: Bearer METRICS_TOKEN`; anyone
+# else gets 404. Default: loopback only (a Prometheus on the same host or an SSH tunnel).
+METRICS_ALLOWED_CIDRS = env.list("METRICS_ALLOWED_CIDRS", default=["127.0.0.1/32", "::1/128"])
+try:
+    for _cidr in METRICS_ALLOWED_CIDRS:
+        ipaddress.ip_network(_cidr.strip(), strict=False) if _cidr.strip() else None
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_CIDRS: {exc}") from None
+# Empty: no token access. A token shorter than 16 characters is refused: it would be guessable.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters long.")
+# PROMETHEUS_MULTIPROC_DIR is read by prometheus-client itself, from the environment (a .env
+# file's value is in os.environ by now): one directory shared by every Daphne process of a
+# host, emptied at each deployment's start.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from chatsite import health, theme
+from chatsite.metrics_view import metrics_view
 from conversations import api, canned_views, openapi, settings_views, team_views, views
 from conversations.review import reviewer
 from conversations.review import send as review_send
@@ -13,6 +14,7 @@ from conversations.review import views as review
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("", views.home, name="home"),
     path("conversations/new", views.conversation_new, name="conversation_new"),
     path("c/<uuid:conversation_id>/", views.chat, name="chat"),

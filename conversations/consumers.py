@@ -22,6 +22,7 @@ from django.http.cookie import parse_cookie
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from chatsite import logs, metrics
 from conversations import backpressure, ratelimit, services, sessions
 from conversations import layer as layer_calls
 from conversations.frames import (
@@ -93,6 +94,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # Presence: the sockets of this conversation open anywhere (channel name -> user), learnt
     # from the group's presence.join / presence.here / presence.leave messages.
     present: dict[str, dict[str, Any]]
+    # Counted in metrics.OPEN_SOCKETS (accepted onto a conversation), so disconnect uncounts.
+    counted = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ (4.3), except that the socket's channel is made
@@ -118,6 +121,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         self.language = scope_language(self.scope)
         user = self.scope.get("user")
+        # This socket's task: its log lines (and its replies' tasks) carry these ids.
+        logs.bind(request_id=logs.sane_request_id(_header(self.scope, b"x-request-id")),
+                  conversation_id=self.scope["url_route"]["kwargs"].get("conversation_id"),
+                  user_id=getattr(user, "pk", None))
         if user is None or not user.is_authenticated:
             await self.close()  # before accept(): the handshake is refused (HTTP 403)
             return
@@ -156,6 +163,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self._join(self.group)
         relay.add_viewer(self.conversation_id, self)
         await self.accept()
+        self.counted = True
+        metrics.OPEN_SOCKETS.inc()
         self.gauge = self.scope.get("write_gauge")
         self.raw_send = self.scope.get("raw_send")
         with translation.override(self.language):
@@ -172,6 +181,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin())
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            metrics.OPEN_SOCKETS.dec()
         if self.rejoin_task is not None:
             self.rejoin_task.cancel()
         groups = list(self.auth_session.groups if self.auth_session else ())
@@ -246,6 +258,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # The client stopped reading: stop queueing for it (see backpressure.py). It
             # resyncs from conversation.sync when it reconnects; the run goes on regardless.
             self.closing = True
+            metrics.BACKPRESSURE_CLOSES.inc()
             logger.info("closing socket of %s: client too slow", self.conversation_id)
             await self.close(code=backpressure.CLOSE_TOO_SLOW,
                              reason="client too slow: reconnect to resync")
@@ -553,6 +566,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 stored = active_run(str(m.id), m.content, [], m.status)
         return (conversation_json(conversation, self.language),
                 [message_json(m) for m in messages], stored, complete, branches)
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    """A handshake header's value (latin-1, as HTTP headers are), or None."""
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return value.decode("latin1")
+    return None
 
 
 def _client_id(frame: Any) -> str | None:

@@ -27,6 +27,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from chatsite import metrics
+
 logger = logging.getLogger(__name__)
 
 # A healthy Redis answers in ~1 ms on loopback; 2 s (the rate limiter's socket timeout too)
@@ -46,8 +48,10 @@ class ThrottledLog:
     Thread-safe (the rate limiter reports from worker threads)."""
 
     def __init__(self, log: logging.Logger, subject: str, interval: float = LOG_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 count: Callable[[str], None] | None = None) -> None:
         self.log = log
+        self.count = count  # called with `what` on each failure (a metric), if given
         self.subject = subject
         self.interval = interval
         self.clock = clock
@@ -59,6 +63,8 @@ class ThrottledLog:
         self._lock = threading.Lock()
 
     def failure(self, what: str, exc: BaseException | None = None) -> None:
+        if self.count is not None:
+            self.count(what)
         with self._lock:
             now = self.clock()
             self.failures += 1
@@ -99,7 +105,7 @@ def _describe(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-layer_log = ThrottledLog(logger, "channel layer (Redis)")
+layer_log = ThrottledLog(logger, "channel layer (Redis)", count=metrics.layer_error)
 
 
 # Calls -----------------------------------------------------------------------------------------

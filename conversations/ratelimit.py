@@ -34,6 +34,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
+from chatsite import metrics
 from conversations.frames import error_frame
 from conversations.layer import ThrottledLog
 from conversations.models import Message
@@ -83,6 +84,11 @@ class Refusal:
         return _("Too many requests; try again in %(seconds)s seconds.") % {
             "seconds": self.retry_after
         }
+
+    def counted(self) -> Refusal:
+        """This refusal, counted in the metrics (chatsite_rate_limit_refusals{limit})."""
+        metrics.RATE_LIMIT_REFUSALS.labels(self.limit).inc()
+        return self
 
     def frame(self, client_id: str | None = None) -> dict[str, Any]:
         return error_frame("rate_limited", self.message, retry_after=self.retry_after,
@@ -136,7 +142,7 @@ def hit(bucket: str, user_id: int, limit: int) -> Refusal | None:
         return None
     if count <= limit:
         return None
-    return Refusal(bucket, max(1, math.ceil((window + 1) * WINDOW - now)))
+    return Refusal(bucket, max(1, math.ceil((window + 1) * WINDOW - now))).counted()
 
 
 def hit_writes(user_id: int) -> Refusal | None:
@@ -151,7 +157,7 @@ def check_send(user_id: int) -> Refusal | None:
     if limit > 0:
         running = Message.objects.streaming().filter(conversation__owner_id=user_id).count()
         if running >= limit:
-            return Refusal("runs", RUN_RETRY_AFTER)
+            return Refusal("runs", RUN_RETRY_AFTER).counted()
     return hit("sends", user_id, settings.RATE_LIMIT_SENDS_PER_MINUTE)
 
 
@@ -179,14 +185,14 @@ def open_socket(user_id: int, socket_id: str) -> Refusal | None:
             _redis_log.success()
             if count > limit:
                 client.zrem(key, socket_id)
-                return Refusal("sockets", SOCKET_RETRY_AFTER)
+                return Refusal("sockets", SOCKET_RETRY_AFTER).counted()
             return None
         # Cache fallback: read-modify-write, exact within one process (these calls are
         # serialized by the lock below), best effort for a cache shared by several.
         with _clients_lock:
             sockets = {s: t for s, t in (cache.get(key) or {}).items() if t > now}
             if len(sockets) >= limit:
-                return Refusal("sockets", SOCKET_RETRY_AFTER)
+                return Refusal("sockets", SOCKET_RETRY_AFTER).counted()
             sockets[socket_id] = now + SOCKET_TTL
             cache.set(key, sockets, timeout=SOCKET_TTL)
     except redis.RedisError as exc:

@@ -35,6 +35,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from chatsite import logs
+from chatsite import metrics as m
 from conversations import events as ev
 from conversations import frames as shapes
 from conversations import layer as layer_calls
@@ -170,6 +172,9 @@ class Run:
         self.usage: dict[str, Any] | None = None
         self.extra: dict[str, Any] = {}
         self.ttft_ms: int | None = None
+        self.ttft_seconds: float | None = None
+        self.deltas = 0  # text deltas sent, counted once into the metrics when the run ends
+        self.batch_started = 0.0  # when the pending fan-out batch got its first frame
         self.vendor_conversation_id = ""
         self.generated_titles: dict[str, str] | None = None
         self.started = time.monotonic()
@@ -247,6 +252,8 @@ class Run:
         ):
             last["delta"] += frame["delta"]
         else:
+            if not self._batch:
+                self.batch_started = time.monotonic()
             self._batch.append(dict(frame))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._publish_later())
@@ -269,6 +276,8 @@ class Run:
                 self._batch = []
                 return
             frames, self._batch = self._batch, []
+            m.FANOUT_BATCHES.inc()
+            m.FANOUT_LAG.observe(time.monotonic() - self.batch_started)
             await self.relay.deliver_local(self.conversation_id, frames, skip=self.owner_channel)
             self.relay.bus.publish(self.conversation_id, frames)
 
@@ -344,10 +353,12 @@ class Run:
         if self.length + len(event.text) > self.relay.max_reply_chars:
             await self._over_cap(event.text)
         if self.ttft_ms is None:
-            self.ttft_ms = int((time.monotonic() - self.started) * 1000)
+            self.ttft_seconds = time.monotonic() - self.started
+            self.ttft_ms = int(self.ttft_seconds * 1000)
         frame = shapes.message_delta(self.message_id, self.length, event.text)
         self._parts.append(event.text)
         self.length += len(event.text)
+        self.deltas += 1
         await self.emit(frame)
 
     async def _on_reasoning(self, event: ev.ReasoningDelta) -> None:
@@ -481,9 +492,26 @@ class Run:
         if saved is None:
             return
         message_data, conversation_data = saved
+        self.record_metrics(outcome)
         await self.emit(shapes.terminal_frame(self.status, message_data), urgent=True)
         if conversation_data is not None:
             await self.emit(shapes.conversation_updated(conversation_data), urgent=True)
+
+    def record_metrics(self, outcome: services.RunOutcome) -> None:
+        """The reply's figures, once, when its end is saved (docs/observability.md)."""
+        agent = self.request.agent.slug
+        code = outcome.error_code
+        duration = time.monotonic() - self.started
+        m.REPLIES.labels(agent, outcome.status,
+                         code if not code or code in KNOWN_ERROR_CODES else "other").inc()
+        m.DURATION.labels(agent).observe(duration)
+        if self.ttft_seconds is not None:
+            m.TTFT.labels(agent).observe(self.ttft_seconds)
+        if self.deltas:
+            m.DELTAS.labels(agent).inc(self.deltas)
+        # One line per reply (its ids come from the run's log context, chatsite/logs.py).
+        logger.info("reply ended: agent %s, %s%s, %d deltas in %.2f s", agent, outcome.status,
+                    f" ({code})" if code else "", self.deltas, duration)
 
     async def _save_with_retries(
         self, outcome: services.RunOutcome
@@ -536,6 +564,12 @@ class Run:
             conversation = conversation_json(self.conversation)
         return message_json(message, outcome.tool_call_rows(self.message_id, completed_at)), \
             conversation
+
+
+# The error codes a reply's metrics are labelled with; any other (none today) counts as
+# "other", so a label's values stay bounded.
+KNOWN_ERROR_CODES = frozenset(
+    v for k, v in vars(ev.ErrorCode).items() if k.isupper() and isinstance(v, str))
 
 
 # Event type -> Run handler (see Run._handle). A new event with a frame: its builder in
@@ -794,9 +828,13 @@ class Relay:
         return run
 
     async def _execute(self, run: Run) -> None:
+        # The run's own task: these ids are on its log lines only.
+        logs.bind(conversation_id=run.conversation_id, message_id=run.message_id)
+        m.ACTIVE_RUNS.inc()
         try:
             await run.execute()
         finally:
+            m.ACTIVE_RUNS.dec()
             if self.runs.get(run.conversation_id) is run:
                 del self.runs[run.conversation_id]
 
@@ -845,8 +883,10 @@ class Relay:
             fenced = set(await relay_db(services.flush_runs)(
                 [(run.message_id, run.content) for run in runs]))
         except Exception:
+            m.FLUSH_FAILURES.inc()
             logger.warning("flush of %d replies failed; will retry", len(runs), exc_info=True)
             return
+        m.FLUSH_SECONDS.observe(time.monotonic() - started)
         for run in runs:
             if run.message_id not in fenced:
                 run.lease_proved_at = max(run.lease_proved_at, started)

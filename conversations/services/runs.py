@@ -26,6 +26,7 @@ from django.db.models import Case, Func, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from chatsite import metrics
 from conversations.events import ErrorCode
 from conversations.models import Attachment, Conversation, Message, ToolCall
 from conversations.providers.base import ChatTurn, RunRequest
@@ -592,6 +593,7 @@ reaped.
         .prefetch_related("tool_calls")
     )
     logger.warning("marked %d orphaned streaming replies as failed (server_restart)", len(reaped))
+    metrics.REAPED_RUNS.inc(len(reaped))
     return [{"conversation_id": str(m.conversation_id), "message": message_json(m)}
             for m in reaped]
 
