@@ -2,8 +2,8 @@
 (the review desk: conversations, messages, labels, feedback), `agents`, `teams` (teams, their
 members, canned replies), `review_queues` (score configs, queues, items, scores), `tokens`
 (personal API tokens: list, revoke), and the `filters` and `actions` they use. Importing the
-package registers every ModelAdmin. The admin imports services, never a provider: the agent form's choices and checks and "Test connection"
-are services (services/agents.py).
+package registers every ModelAdmin. The admin imports services, never a provider: the agent
+form's choices and checks and "Test connection" are services (services/agents.py).
 """
 
 from __future__ import annotations
