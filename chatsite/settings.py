@@ -63,6 +63,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Authorization: Bearer <personal API token> on /api/v1/ (conversations/api_auth.py).
+    "conversations.api_auth.BearerTokenMiddleware",
     # Cache-Control: private, no-store on every answer to a signed-in user.
     "chatsite.middleware.no_store_for_users",
     "django.contrib.messages.middleware.MessageMiddleware",

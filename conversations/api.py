@@ -1,4 +1,4 @@
-"""JSON API v1 (session auth + CSRF). Every error is
+"""JSON API v1 (session auth + CSRF, or a personal API token: api_auth.py). Every error is
 `{"error": {"code": str, "message": str, "details": {...}}}` with a fitting status; `code` is a
 stable English identifier, `message` is for people, in the request's language."""
 
@@ -51,12 +51,19 @@ def _rate_limited(request: HttpRequest) -> HttpResponse | None:
     return response
 
 
-def api_view(*methods: str) -> Callable[[View], View]:
+def api_view(*methods: str, review: bool = False) -> Callable[[View], View]:
+    """`review`: a review endpoint, which an API token reaches only with the `review` scope
+    (services/tokens.py); otherwise GET needs `read` and the other methods `write`."""
+
     def decorator(view: View) -> View:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
-                return api_error(401, "not_authenticated", _("Log in to use the API."))
+                response = api_error(
+                    401, "unauthenticated",
+                    _("Log in, or send a personal API token as “Authorization: Bearer …”."))
+                response["WWW-Authenticate"] = 'Bearer realm="chatsite"'
+                return response
             handler = methods_map.get(request.method or "")
             if handler is None:
                 response = api_error(
@@ -65,6 +72,13 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 )
                 response["Allow"] = ", ".join(methods)
                 return response
+            token = getattr(request, "api_token", None)
+            if token is not None:
+                try:
+                    services.tokens.require_scope(token, services.tokens.required_scope(
+                        request.method or "", review=review))
+                except services.MissingScope as exc:
+                    return api_error(exc.status, exc.code, exc.message, exc.details)
             if request.method in ("POST", "PATCH", "PUT", "DELETE") and (
                 limited := _rate_limited(request)
             ):
@@ -391,7 +405,7 @@ class Scores:
         return JsonResponse(services.scoring.score_json(score), status=201)
 
 
-scores = api_view("GET", "POST")(Scores)  # type: ignore[arg-type]
+scores = api_view("GET", "POST", review=True)(Scores)  # type: ignore[arg-type]
 
 
 class ReviewQueues:
@@ -431,10 +445,10 @@ class ItemSkip:
             services.skip(item_id, request.user))})
 
 
-review_queues = api_view("GET")(ReviewQueues)  # type: ignore[arg-type]
-review_queue_claim = api_view("POST")(QueueClaim)  # type: ignore[arg-type]
-review_item_complete = api_view("POST")(ItemComplete)  # type: ignore[arg-type]
-review_item_skip = api_view("POST")(ItemSkip)  # type: ignore[arg-type]
+review_queues = api_view("GET", review=True)(ReviewQueues)  # type: ignore[arg-type]
+review_queue_claim = api_view("POST", review=True)(QueueClaim)  # type: ignore[arg-type]
+review_item_complete = api_view("POST", review=True)(ItemComplete)  # type: ignore[arg-type]
+review_item_skip = api_view("POST", review=True)(ItemSkip)  # type: ignore[arg-type]
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

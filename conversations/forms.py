@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -56,3 +57,22 @@ class NewConversationForm(forms.Form):
 
 class RenameForm(forms.Form):
     title = forms.CharField(label=_("Title"), required=False, max_length=services.TITLE_MAX_CHARS)
+
+
+class ApiTokenForm(forms.Form):
+    """The settings page's "new API token" (services/tokens.py validates again)."""
+
+    EXPIRY_CHOICES = [("30", _("30 days")), ("90", _("90 days")), ("365", _("365 days")),
+                      ("never", _("Never"))]
+
+    name = forms.CharField(label=_("Name"), max_length=services.tokens.NAME_MAX_CHARS,
+                           help_text=_("To recognise it later, e.g. “CI export”."))
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"), widget=forms.CheckboxSelectMultiple,
+        choices=list(services.tokens.SCOPE_LABELS.items()))
+    expires = forms.ChoiceField(label=_("Expires after"), choices=EXPIRY_CHOICES, initial="90",
+                                widget=forms.RadioSelect)
+
+    def lifetime(self) -> timedelta | None:
+        value = self.cleaned_data["expires"]
+        return None if value == "never" else timedelta(days=int(value))

@@ -46,8 +46,10 @@ def test_it_rejects_a_post_without_the_csrf_token(api_client: Client, demo_agent
 def test_it_answers_401_to_anonymous_clients(db: Any):
     r = Client().get("/api/v1/conversations")
     assert r.status_code == 401
+    assert r["WWW-Authenticate"] == 'Bearer realm="chatsite"'
     assert r.json()["error"] == {
-        "code": "not_authenticated", "message": "Log in to use the API.", "details": {}}
+        "code": "unauthenticated", "details": {},
+        "message": "Log in, or send a personal API token as “Authorization: Bearer …”."}
 
 
 @pytest.mark.parametrize(

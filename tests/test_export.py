@@ -148,7 +148,7 @@ def test_it_requires_the_export_permission(client: Client, alice_client: Client,
                                            transcript: Conversation, staff: Any):
     anonymous = client.get(URL, {"format": "csv"})
     assert anonymous.status_code == 401
-    assert anonymous.json()["error"]["code"] == "not_authenticated"
+    assert anonymous.json()["error"]["code"] == "unauthenticated"
     refused = alice_client.get(URL, {"format": "csv"})
     assert refused.status_code == 403
     assert refused.json() == {"error": {

@@ -35,7 +35,7 @@ class ConversationExport:
         return export.export_response(request, conversations, export_format)
 
 
-conversation_export = api_view("GET")(ConversationExport)  # type: ignore[arg-type]
+conversation_export = api_view("GET", review=True)(ConversationExport)  # type: ignore[arg-type]
 
 
 # Statistics ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ One module per subject: `conversations` (create, list, read, change, delete, tra
 `branches` (the message tree and its active path), `edits` (regenerate and edit: a branch or a
 fork), `attachments` (uploads), `teams` (membership, team agents), `desk` (internal notes,
 assignment and handoff), `canned` (canned replies), `costs` (reply costs, team budgets),
-`scoring` and `queues` with `queue_rules` (the review workspace), `feedback`, `agents` (with the
+`scoring` and `queues` with `queue_rules` (the review workspace), `tokens` (personal API
+tokens), `feedback`, `agents` (with the
 admin's connection test), `review` (reviewers' stamped writes), `validation` (the JSON gate and
 every field's rules) and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
@@ -21,7 +22,7 @@ Channels; deletions, branch changes and desk events reach the relay through sign
 
 from __future__ import annotations
 
-from conversations.services import canned, costs, queue_rules, queues, scoring, teams
+from conversations.services import canned, costs, queue_rules, queues, scoring, teams, tokens
 from conversations.services.agents import (
     ConnectionResult,
     agent_config,
@@ -71,7 +72,7 @@ from conversations.services.desk import (
     transfer_many,
 )
 from conversations.services.edits import edit_message, regenerate_reply
-from conversations.services.errors import InvalidInput, NotFound
+from conversations.services.errors import InvalidInput, MissingScope, NotFound, Unauthenticated
 from conversations.services.feedback import (
     FEEDBACK_COMMENT_MAX_CHARS,
     clear_feedback,
@@ -108,6 +109,15 @@ from conversations.services.runs import (
     set_vendor_conversation_id,
 )
 from conversations.services.scoring import scores_for, set_score, validate_value
+from conversations.services.tokens import (
+    TokenAuth,
+    create_token,
+    revoke_token,
+    revoke_user_token,
+    token_created,
+    token_revoked,
+    user_tokens,
+)
 from conversations.services.validation import (
     CLIENT_ID_MAX_CHARS,
     CONTENT_MAX_CHARS,
@@ -121,6 +131,17 @@ from conversations.services.validation import (
 )
 
 __all__ = [
+    # Personal API tokens (issue 14).
+    "MissingScope",
+    "TokenAuth",
+    "Unauthenticated",
+    "create_token",
+    "revoke_token",
+    "revoke_user_token",
+    "token_created",
+    "token_revoked",
+    "tokens",
+    "user_tokens",
     # Review workspace (issue 13): scores and queues.
     "QueueSummary",
     "claim_next",

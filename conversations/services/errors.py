@@ -36,3 +36,24 @@ class NotFound(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class Unauthenticated(InvalidInput):
+    """No usable credentials on an API request (a bearer token that is unknown, expired, revoked
+    or malformed): 401 `unauthenticated` with `WWW-Authenticate: Bearer`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unauthenticated", message, status=401)
+
+
+class MissingScope(InvalidInput):
+    """The request's API token lacks the scope the endpoint needs: 403 `forbidden`, details
+    naming the scope."""
+
+    def __init__(self, message: str, scope: str) -> None:
+        super().__init__("forbidden", message, status=403)
+        self.scope = scope
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"scope": self.scope}
