@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Row changes of agents, users, teams, review fields... (conversations/services/audit.py).
+    "auditlog",
     "conversations",
     # The project package itself, for its system checks (chatsite/checks.py).
     "chatsite.apps.ChatsiteConfig",
@@ -59,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The request's user and address on every audit log entry (services/audit.py).
+    "conversations.services.audit.AuditContextMiddleware",
     # Cache-Control: private, no-store on every answer to a signed-in user.
     "chatsite.middleware.no_store_for_users",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -322,3 +326,8 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 # since any client can send it. See conversations/ratelimit.py:client_ip.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "conversations.ratelimit.client_ip"
+
+# --- Audit trail (issue 14; docs/audit.md) ----------------------------------------------------
+# `manage.py prune_audit` deletes audit events and row-change entries older than this many days;
+# 0 keeps them forever. 365: a year covers an annual access review.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

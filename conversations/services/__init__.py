@@ -7,7 +7,7 @@ fork), `attachments` (uploads), `teams` (membership, team agents), `desk` (inter
 assignment and handoff), `canned` (canned replies), `costs` (reply costs, team budgets),
 `scoring` and `queues` with `queue_rules` (the review workspace), `feedback`, `agents` (with the
 admin's connection test), `review` (reviewers' stamped writes), `validation` (the JSON gate and
-every field's rules) and `errors`.
+every field's rules), `audit` (the audit trail: events, logged bulk updates) and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
 re-exported here.
 
@@ -21,7 +21,7 @@ Channels; deletions, branch changes and desk events reach the relay through sign
 
 from __future__ import annotations
 
-from conversations.services import canned, costs, queue_rules, queues, scoring, teams
+from conversations.services import audit, canned, costs, queue_rules, queues, scoring, teams
 from conversations.services.agents import (
     ConnectionResult,
     agent_config,
@@ -121,6 +121,7 @@ from conversations.services.validation import (
 )
 
 __all__ = [
+    "audit",
     # Review workspace (issue 13): scores and queues.
     "QueueSummary",
     "claim_next",
