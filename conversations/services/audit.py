@@ -76,8 +76,11 @@ def mask_secret(value: str) -> str:
 def register_models() -> None:
     """The audited models (idempotent: AppConfig.ready may run more than once in tests)."""
     user = get_user_model()
+    # When a row was made or touched is the entry's own timestamp; the admin's form also
+    # re-posts created_at without its microseconds, which would log a change on every save.
+    stamps = ["created_at", "updated_at", "joined_at"]
     specs: list[tuple[type[models.Model], dict[str, Any]]] = [
-        (Agent, {"exclude_fields": ["created_at", "updated_at"], "m2m_fields": {"teams"}}),
+        (Agent, {"exclude_fields": stamps, "m2m_fields": {"teams"}}),
         # Not last_login (every login would be a change) and the password masked whole: the
         # entry says it changed, never what to.
         (user, {"include_fields": ["username", "email", "first_name", "last_name", "is_staff",
@@ -86,17 +89,17 @@ def register_models() -> None:
                 "mask_callable": "conversations.services.audit.mask_secret",
                 "m2m_fields": {"groups", "user_permissions"}}),
         (Group, {"m2m_fields": {"permissions"}}),
-        (Team, {}),
-        (TeamMembership, {}),
+        (Team, {"exclude_fields": stamps}),
+        (TeamMembership, {"exclude_fields": stamps}),
         # The review and desk fields; never the text (title, metadata) or the relay's stamps.
         (Conversation, {"include_fields": ["owner", "agent", "team", "assignee", "archived",
                                            "review_status", "review_notes", "reviewed_by",
                                            "reviewed_at"],
                         "m2m_fields": {"labels"}}),
         (Label, {}),
-        (CannedReply, {}),
-        (ScoreConfig, {}),
-        (ReviewQueue, {"m2m_fields": {"configs", "assignees"}}),
+        (CannedReply, {"exclude_fields": stamps}),
+        (ScoreConfig, {"exclude_fields": stamps}),
+        (ReviewQueue, {"exclude_fields": stamps, "m2m_fields": {"configs", "assignees"}}),
     ]
     for model, options in specs:
         if auditlog.contains(model):
