@@ -1,6 +1,6 @@
 """`manage.py prune_audit [--dry-run] [--days N]`: delete audit events and auditlog row-change
 entries older than AUDIT_RETENTION_DAYS (docs/audit.md); 0 keeps them forever. Run it daily
-(cron or a systemd timer, docs/deploy.md)."""
+(cron or a systemd timer)."""
 
 from __future__ import annotations
 
