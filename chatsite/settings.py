@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Row changes of agents, users, teams, review fields... (conversations/services/audit.py).
+    "auditlog",
     "conversations",
     # The project package itself, for its system checks (chatsite/checks.py).
     "chatsite.apps.ChatsiteConfig",
@@ -65,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Authorization: Bearer <personal API token> on /api/v1/ (conversations/api_auth.py).
     "conversations.api_auth.BearerTokenMiddleware",
+    # The request's user and address on every audit log entry (services/audit.py).
+    "conversations.services.audit.AuditContextMiddleware",
     # Cache-Control: private, no-store on every answer to a signed-in user.
     "chatsite.middleware.no_store_for_users",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -358,3 +362,7 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
 # file's value is in os.environ by now): one directory shared by every Daphne process of a
 # host, emptied at each deployment's start.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# --- Audit trail (issue 14; docs/audit.md) ----------------------------------------------------
+# `manage.py prune_audit` deletes audit events and row-change entries older than this many days;
+# 0 keeps them forever. 365: a year covers an annual access review.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

@@ -188,6 +188,7 @@ class ConversationDetail:
     @staticmethod
     def get(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
         conversation = services.get_conversation(request.user, conversation_id)
+        services.audit.record_transcript_view(request, conversation, "api")
         data = conversation_json(conversation, _lang())
         # Every branch; `active_path` says which messages the chat shows and the vendor is sent.
         data["messages"] = [message_json(m) for m in services.transcript(conversation)]

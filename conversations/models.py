@@ -993,3 +993,57 @@ class ApiToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None and (
             self.expires_at is None or self.expires_at > timezone.now())
+
+
+# The audit trail (docs/audit.md) -------------------------------------------------------------
+
+
+class AuditEventRefused(Exception):
+    """An audit event is never changed, and deleted only by `manage.py prune_audit`."""
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        # The one update allowed: deleting a user sets `actor` to NULL (on_delete=SET_NULL runs
+        # QuerySet.update); `actor_name` keeps who it was.
+        if kwargs != {"actor": None}:
+            raise AuditEventRefused("audit events are append-only")
+        return super().update(**kwargs)
+
+
+class AuditEvent(models.Model):
+    """A read or an export that matters, a login or a token change (services/audit.py).
+    Changes to rows are auditlog's `LogEntry`; this is what no row change shows."""
+
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+",
+                              verbose_name=_("actor"))
+    # Kept when the user is deleted; the attempted username for a failed login.
+    actor_name = models.CharField(_("actor name"), max_length=150, blank=True)
+    # A stable dotted name: transcript.viewed, export.downloaded, login.succeeded...
+    action = models.CharField(_("action"), max_length=64, db_index=True)
+    object_type = models.CharField(_("object type"), max_length=100, blank=True)
+    object_id = models.CharField(_("object id"), max_length=64, blank=True)
+    object_repr = models.CharField(_("object"), max_length=200, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.actor_name or '-'} {self.object_repr}".strip()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditEventRefused("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AuditEventRefused("audit events are deleted only by manage.py prune_audit")

@@ -6,6 +6,7 @@ are services (services/review.py, services/agents.py); these functions only repo
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -120,12 +121,20 @@ def handoff(
     )
 
 
+def _export_scope(request: HttpRequest) -> dict[str, Any]:
+    """An admin export's filters for the audit trail: the changelist's (its query string) and
+    whether the whole result or picked rows were exported."""
+    filters: dict[str, Any] = dict(request.GET.items())
+    filters["select_across"] = request.POST.get("select_across") == "1"
+    return {"source": "admin", "filters": filters}
+
+
 @admin.action(description=gettext_lazy("Export selected conversations as CSV"),
               permissions=["export"])
 def export_csv(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
 ) -> HttpResponse:
-    return export.export_response(request, queryset, "csv")
+    return export.export_response(request, queryset, "csv", **_export_scope(request))
 
 
 @admin.action(description=gettext_lazy("Export selected conversations as JSONL"),
@@ -133,7 +142,7 @@ def export_csv(
 def export_jsonl(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation]
 ) -> HttpResponse:
-    return export.export_response(request, queryset, "jsonl")
+    return export.export_response(request, queryset, "jsonl", **_export_scope(request))
 
 
 # Agents --------------------------------------------------------------------------------------

@@ -213,6 +213,8 @@ class ConversationAdmin(admin.ModelAdmin):
         context = dict(extra_context or {})
         if conversation is not None:
             context["transcript"] = transcript_views(conversation, request.GET.get("branch"))
+            if request.method == "GET" and self.has_view_permission(request, conversation):
+                services.audit.record_transcript_view(request, conversation, "admin")
         return super().change_view(request, object_id, form_url, context)
 
     def save_model(

@@ -44,7 +44,7 @@ from conversations.models import (
     Score,
     ScoreConfig,
 )
-from conversations.services import InvalidInput
+from conversations.services import InvalidInput, audit
 from conversations.services.scoring import validate_value
 
 logger = logging.getLogger(__name__)
@@ -446,10 +446,28 @@ async def _async_lines(lines: Iterator[str]) -> AsyncIterator[str]:
         await close()
 
 
+def export_counts(conversations: QuerySet[Conversation], export_format: str) -> dict[str, int]:
+    """What an export holds, counted before it streams (for the audit trail): its conversations,
+    and its data rows (CSV: one per message, one for a conversation without any; JSONL: one per
+    conversation)."""
+    selection = Conversation.objects.filter(pk__in=conversations.values("pk"))
+    n = selection.count()
+    if export_format != "csv" or not n:
+        return {"conversations": n, "rows": n}
+    rows = (Message.objects.filter(conversation__in=selection).count()
+            + selection.filter(messages__isnull=True).count())
+    return {"conversations": n, "rows": rows}
+
+
 def export_response(
-    request: HttpRequest, conversations: QuerySet[Conversation], export_format: str
+    request: HttpRequest, conversations: QuerySet[Conversation], export_format: str, *,
+    source: str = "api", filters: dict[str, Any] | None = None,
 ) -> StreamingHttpResponse:
-    """A streamed download of `conversations` as "csv" or "jsonl"."""
+    """A streamed download of `conversations` as "csv" or "jsonl", recorded in the audit trail
+    (`export.downloaded`) with `filters`, the `source` (api, admin) and the counts."""
+    audit.record("export.downloaded", request=request, details={
+        "format": export_format, "source": source, "filters": filters or {},
+        **export_counts(conversations, export_format)})
     if export_format == "csv":
         lines, content_type = csv_lines(conversations), "text/csv; charset=utf-8"
     else:

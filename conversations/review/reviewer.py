@@ -250,6 +250,7 @@ def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
     # The configs services.queues.complete asks for: the queue's active ones.
     configs = [c for c in queue.configs.all() if c.is_active]
     if request.method == "GET":
+        services.audit.record_transcript_view(request, item.conversation, "review")
         return _render_item(request, item, configs, _stored(item, request.user))
 
     action = request.POST.get("action", "save")

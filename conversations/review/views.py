@@ -32,7 +32,8 @@ class ConversationExport:
                 "invalid", _("format must be csv or jsonl."), field="format", status=422
             )
         conversations = export.filter_conversations(request.GET)
-        return export.export_response(request, conversations, export_format)
+        filters = {k: v for k, v in request.GET.items() if k != "format"}
+        return export.export_response(request, conversations, export_format, filters=filters)
 
 
 conversation_export = api_view("GET", review=True)(ConversationExport)  # type: ignore[arg-type]

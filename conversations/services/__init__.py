@@ -8,7 +8,7 @@ assignment and handoff), `canned` (canned replies), `costs` (reply costs, team b
 `scoring` and `queues` with `queue_rules` (the review workspace), `tokens` (personal API
 tokens), `feedback`, `agents` (with the
 admin's connection test), `review` (reviewers' stamped writes), `validation` (the JSON gate and
-every field's rules) and `errors`.
+every field's rules), `audit` (the audit trail: events, logged bulk updates) and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
 re-exported here.
 
@@ -22,7 +22,16 @@ Channels; deletions, branch changes and desk events reach the relay through sign
 
 from __future__ import annotations
 
-from conversations.services import canned, costs, queue_rules, queues, scoring, teams, tokens
+from conversations.services import (
+    audit,
+    canned,
+    costs,
+    queue_rules,
+    queues,
+    scoring,
+    teams,
+    tokens,
+)
 from conversations.services.agents import (
     ConnectionResult,
     agent_config,
@@ -142,6 +151,7 @@ __all__ = [
     "token_revoked",
     "tokens",
     "user_tokens",
+    "audit",
     # Review workspace (issue 13): scores and queues.
     "QueueSummary",
     "claim_next",

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Label
 from conversations.services import queue_rules
+from conversations.services.audit import log_m2m, logged_update
 
 # The fields a reviewer edits; changing any of them stamps the reviewer.
 REVIEW_FIELDS = frozenset({"review_status", "labels", "review_notes"})
@@ -38,9 +39,8 @@ def set_review_status(
 become flagged go to the queues with that rule (services.queue_rules)."""
     flagging = status == Conversation.ReviewStatus.FLAGGED
     newly = queue_rules.not_yet_flagged(conversations) if flagging else None
-    n = Conversation.objects.filter(pk__in=conversations.values("pk")).update(
-        review_status=status, **_stamp(reviewer)
-    )
+    n = logged_update(Conversation.objects.filter(pk__in=conversations.values("pk")),
+                      actor=reviewer, review_status=status, **_stamp(reviewer))
     if newly:
         queue_rules.flagged(newly)
     return n
@@ -51,8 +51,13 @@ def add_label(conversations: QuerySet[Conversation], label: Label, reviewer: Any
     returns how many."""
     pks = list(conversations.values_list("pk", flat=True))
     through = Conversation.labels.through
+    had = set(through.objects.filter(label=label, conversation_id__in=pks)
+              .values_list("conversation_id", flat=True))
     through.objects.bulk_create(
         [through(conversation_id=pk, label_id=label.pk) for pk in pks], ignore_conflicts=True,
     )
-    Conversation.objects.filter(pk__in=pks).update(**_stamp(reviewer))
+    # bulk_create sends no m2m_changed: the audit entry is written here, for those that gained it.
+    log_m2m(Conversation.objects.filter(pk__in=[pk for pk in pks if pk not in had]),
+            "labels", "add", [label], actor=reviewer)
+    logged_update(Conversation.objects.filter(pk__in=pks), actor=reviewer, **_stamp(reviewer))
     return len(pks)

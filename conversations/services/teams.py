@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext as _
 
 from conversations.models import Agent, Conversation, Team, TeamMembership
+from conversations.services.audit import logged_update
 from conversations.services.errors import InvalidInput
 
 
@@ -144,8 +145,8 @@ def remove_member(team: Team, user: Any) -> bool:
     if membership is None:
         return False
     membership.delete()
-    Conversation.objects.filter(team=team, assignee=user).exclude(owner=user).update(
-        assignee=None)
+    logged_update(Conversation.objects.filter(team=team, assignee=user).exclude(owner=user),
+                  assignee=None)
     if membership.is_default:
         following = TeamMembership.objects.filter(user=user).order_by("joined_at", "pk").first()
         if following is not None:
@@ -158,8 +159,8 @@ def remove_member(team: Team, user: Any) -> bool:
 def set_default_team(user: Any, team: Team) -> None:
     if not is_member(user, team):
         raise InvalidInput("invalid", _("You are not a member of that team."), field="team")
-    TeamMembership.objects.filter(user=user, is_default=True).update(is_default=False)
-    TeamMembership.objects.filter(user=user, team=team).update(is_default=True)
+    logged_update(TeamMembership.objects.filter(user=user, is_default=True), is_default=False)
+    logged_update(TeamMembership.objects.filter(user=user, team=team), is_default=True)
 
 
 def team_members(team: Team) -> QuerySet[Any]:

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from conversations.models import Agent, env_var_name
 from conversations.providers import provider_class, provider_kinds
+from conversations.services import audit
 from conversations.services.agents import agent_options_problems
 from conversations.token_env import token_env_problem
 
@@ -109,7 +110,7 @@ class Command(BaseCommand):
             ) from None
         with transaction.atomic():
             if opts["default"] or not Agent.objects.filter(is_default=True).exists():
-                Agent.objects.filter(is_default=True).update(is_default=False)
+                audit.logged_update(Agent.objects.filter(is_default=True), is_default=False)
                 agent.is_default = True
             agent.save()
         suffix = " [default]" if agent.is_default else ""
