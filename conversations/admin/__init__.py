@@ -1,6 +1,7 @@
 """The admin, one module a subject as Django's own admin splits its options: `conversations`
 (the review desk: conversations, messages, labels, feedback), `agents`, `teams` (teams, their
-members, canned replies), `review_queues` (score configs, queues, items, scores), and the
+members, canned replies), `review_queues` (score configs, queues, items, scores), `webhooks`
+(endpoints, deliveries and their attempts), and the
 `filters` and `actions` they use. Importing the package registers every ModelAdmin. The admin
 imports services, never a provider: the agent form's choices and checks and "Test connection"
 are services (services/agents.py).
@@ -8,6 +9,6 @@ are services (services/agents.py).
 
 from __future__ import annotations
 
-from conversations.admin import agents, conversations, review_queues, teams
+from conversations.admin import agents, conversations, review_queues, teams, webhooks
 
-__all__ = ["agents", "conversations", "review_queues", "teams"]
+__all__ = ["agents", "conversations", "review_queues", "teams", "webhooks"]
