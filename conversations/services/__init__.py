@@ -6,8 +6,9 @@ One module per subject: `conversations` (create, list, read, change, delete, tra
 fork), `attachments` (uploads), `teams` (membership, team agents), `desk` (internal notes,
 assignment and handoff), `canned` (canned replies), `costs` (reply costs, team budgets),
 `scoring` and `queues` with `queue_rules` (the review workspace), `feedback`, `agents` (with the
-admin's connection test), `review` (reviewers' stamped writes), `validation` (the JSON gate and
-every field's rules) and `errors`.
+admin's connection test), `review` (reviewers' stamped writes), `webhooks` (outbound events,
+queued on commit and sent by the worker), `validation` (the JSON gate and every field's rules)
+and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
 re-exported here.
 
@@ -21,7 +22,15 @@ Channels; deletions, branch changes and desk events reach the relay through sign
 
 from __future__ import annotations
 
-from conversations.services import canned, costs, queue_rules, queues, scoring, teams
+from conversations.services import (
+    canned,
+    costs,
+    queue_rules,
+    queues,
+    scoring,
+    teams,
+    webhooks,
+)
 from conversations.services.agents import (
     ConnectionResult,
     agent_config,
@@ -161,6 +170,7 @@ __all__ = [
     "canned",
     "costs",
     "teams",
+    "webhooks",
     "check_budget",
     "attachment_too_large",
     "get_attachment",
