@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Every process of the Procfile (web: Daphne, worker: the task worker sending webhooks), started
+# and stopped together by honcho (Ctrl-C stops both). -p: honcho gives the first process (web)
+# $PORT and the next ones +100, +200.
 run: install
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
 	@# Metrics of an earlier run must not add to this one's (docs/observability.md).
 	if [ -n "$$PROMETHEUS_MULTIPROC_DIR" ]; then \
 		rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"; fi
-	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+	DEBUG=$${DEBUG-1} HOST=$(HOST) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -p $(PORT)
 
 # 1. lint, and the chat script's unit tests (Node's built-in runner); 2. the whole suite on SQLite
 # + the in-memory layer (with the real-browser tests and the two-process tests on PostgreSQL +

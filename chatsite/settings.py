@@ -366,3 +366,16 @@ PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 # `manage.py prune_audit` deletes audit events and row-change entries older than this many days;
 # 0 keeps them forever. 365: a year covers an annual access review.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+# --- Outbound webhooks (issue 14; docs/webhooks.md, conversations/services/webhooks.py) -------
+# Deliveries go through django-tasks' database backend: a row per task, run by
+# `manage.py db_worker` (the Procfile's worker), never in a request or the relay.
+INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# One attempt is abandoned after 10 s (connect, each read, and the whole response): a receiver
+# should answer at once and do its work later.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# A failed attempt is retried after base * 2**(n-1) seconds (10, 20, 40 s ... ~2.8 h by the
+# 11th), until WEBHOOK_RETRY_HOURS after the event (24 h: a receiver down over a night or a
+# weekend day still gets everything); then the delivery is failed.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+WEBHOOK_RETRY_HOURS = env.float("WEBHOOK_RETRY_HOURS", default=24.0)

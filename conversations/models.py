@@ -1047,3 +1047,119 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise AuditEventRefused("audit events are deleted only by manage.py prune_audit")
+
+
+# Outbound webhooks (docs/webhooks.md; services/webhooks.py sends them) -------------------------
+
+# The events an endpoint may subscribe to; each one's payload is documented in docs/webhooks.md.
+WEBHOOK_EVENTS = (
+    "reply.completed",
+    "reply.failed",
+    "feedback.created",
+    "conversation.assigned",
+    "conversation.flagged",
+    "score.created",
+)
+
+
+def validate_webhook_url(value: str) -> None:
+    """http or https with a host, no whitespace: the receiver is a web server, never a file: or
+    another scheme httpx would refuse only at the first delivery."""
+    from urllib.parse import urlsplit
+
+    try:
+        parsed = urlsplit(value)
+        host = parsed.hostname
+    except ValueError:
+        host = None
+        parsed = None
+    if (parsed is None or parsed.scheme not in ("http", "https") or not host
+            or any(c.isspace() for c in value)):
+        raise ValidationError(_("Enter an http:// or https:// URL with a host."), code="invalid")
+
+
+def validate_webhook_events(value: Any) -> None:
+    if (not isinstance(value, list) or not value
+            or any(not isinstance(e, str) or e not in WEBHOOK_EVENTS for e in value)):
+        raise ValidationError(
+            _("Choose one or more of: %(events)s.") % {"events": ", ".join(WEBHOOK_EVENTS)},
+            code="invalid")
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of signed event notifications. The signing secret is stored encrypted
+    (services.webhooks.encrypt_secret, a key derived from SECRET_KEY), never in clear."""
+
+    # 2,000 characters: the practical limit of URLs browsers and servers accept.
+    url = models.CharField(_("URL"), max_length=2000, validators=[validate_webhook_url])
+    secret_encrypted = models.TextField(_("secret (encrypted)"), editable=False)
+    events = models.JSONField(_("events"), default=list, validators=[validate_webhook_events])
+    active = models.BooleanField(_("active"), default=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+",
+                                   verbose_name=_("created by"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint. Its id is the idempotency key sent as X-Chatsite-Delivery,
+    the same on every attempt; the payload is fixed when the event happens."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE,
+                                 related_name="deliveries", verbose_name=_("endpoint"))
+    event = models.CharField(_("event"), max_length=40)
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices,
+                              default=Status.PENDING)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    # Retries stop at this time (created_at + WEBHOOK_RETRY_HOURS; a redelivery moves it).
+    retry_until = models.DateTimeField(_("retry until"))
+    # Bumped by a redelivery: a task of an earlier run finds it changed and stops, so two runs
+    # never chase one delivery.
+    run = models.PositiveIntegerField(_("run"), default=1)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="webhook_delivery_status")]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.id}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP request of a delivery and what came back (or why nothing did)."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE,
+                                 related_name="attempt_rows", verbose_name=_("delivery"))
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+    response_excerpt = models.TextField(_("response excerpt"), blank=True)
+
+    class Meta:
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} @ {self.at:%Y-%m-%d %H:%M:%S}"

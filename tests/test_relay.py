@@ -65,6 +65,8 @@ async def test_it_does_not_query_per_delta(alice_client: Client, alice: Any,
     # The review queues' rules are read once per process every few seconds (queue_rules), not
     # per reply: read them before counting, as a running process has.
     await db(services.queue_rules.rules)()
+    # Likewise which webhook events have subscribers (services.webhooks).
+    await db(services.webhooks.subscribed_events)()
     counter = QueryCounter(monkeypatch)
     few = await db(Conversation.objects.create)(owner=alice, agent=openai_agent)
     many = await db(Conversation.objects.create)(owner=alice, agent=openai_agent)

@@ -6,9 +6,10 @@ One module per subject: `conversations` (create, list, read, change, delete, tra
 fork), `attachments` (uploads), `teams` (membership, team agents), `desk` (internal notes,
 assignment and handoff), `canned` (canned replies), `costs` (reply costs, team budgets),
 `scoring` and `queues` with `queue_rules` (the review workspace), `tokens` (personal API
-tokens), `feedback`, `agents` (with the
-admin's connection test), `review` (reviewers' stamped writes), `validation` (the JSON gate and
-every field's rules), `audit` (the audit trail: events, logged bulk updates) and `errors`.
+tokens), `feedback`, `agents` (with the admin's connection test), `review` (reviewers' stamped
+writes), `webhooks` (outbound events, queued on commit and sent by the worker), `validation`
+(the JSON gate and every field's rules), `audit` (the audit trail: events, logged bulk updates)
+and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
 re-exported here.
 
@@ -31,6 +32,7 @@ from conversations.services import (
     scoring,
     teams,
     tokens,
+    webhooks,
 )
 from conversations.services.agents import (
     ConnectionResult,
@@ -192,6 +194,7 @@ __all__ = [
     "canned",
     "costs",
     "teams",
+    "webhooks",
     "check_budget",
     "attachment_too_large",
     "get_attachment",

@@ -21,6 +21,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message, Team
+from conversations.services import webhooks
 from conversations.services.errors import InvalidInput
 from conversations.services.runs import _locked
 from conversations.services.teams import is_member, team_members, user_teams
@@ -105,6 +106,12 @@ def assign(conversation_id: UUID | str, actor: Any, assignee: Any, *,
                                            "%(assignee)s.") % {
                     "actor": display_name(actor), "assignee": display_name(target)}
         _event(locked, kind, text, actor=actor.pk, assignee=target.pk if target else None)
+        webhooks.emit("conversation.assigned", lambda: {
+            "conversation_id": str(conversation.pk),
+            "team": conversation.team.slug if conversation.team_id else None,
+            "assignee": webhooks.user_json(target),
+            "actor": webhooks.user_json(actor),
+        })
     return conversation
 
 

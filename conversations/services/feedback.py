@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Feedback, Message
-from conversations.services import queue_rules
+from conversations.services import queue_rules, webhooks
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.validation import format_count
 
@@ -45,9 +45,19 @@ def set_feedback(user: Any, message_id: UUID | str, score: Any, comment: Any = "
     if message.status == Message.Status.STREAMING:
         raise InvalidInput("invalid", _("Wait for the reply to finish before rating it."),
                            status=409)
-    feedback, _created = Feedback.objects.update_or_create(
+    feedback, created = Feedback.objects.update_or_create(
         message=message, defaults={"author": user, "score": score, "comment": comment}
     )
+    if created:
+        webhooks.emit("feedback.created", lambda: {
+            "feedback_id": feedback.pk,
+            "conversation_id": str(message.conversation_id),
+            "message_id": str(message.pk),
+            "agent": message.conversation.agent.slug,
+            "score": feedback.score,
+            "comment": feedback.comment,
+            "author": webhooks.user_json(user),
+        })
     if score == -1:
         queue_rules.thumbs_down(message)
     return feedback

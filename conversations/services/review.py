@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from conversations.models import Conversation, Label
-from conversations.services import queue_rules
+from conversations.services import queue_rules, webhooks
 from conversations.services.audit import log_m2m, logged_update
 
 # The fields a reviewer edits; changing any of them stamps the reviewer.
@@ -39,11 +39,22 @@ def set_review_status(
 become flagged go to the queues with that rule (services.queue_rules)."""
     flagging = status == Conversation.ReviewStatus.FLAGGED
     newly = queue_rules.not_yet_flagged(conversations) if flagging else None
+    # The same "newly flagged" set for conversation.flagged, read only when someone listens.
+    notify = (newly or _not_flagged(conversations)
+              if flagging and webhooks.wants("conversation.flagged") else [])
     n = logged_update(Conversation.objects.filter(pk__in=conversations.values("pk")),
                       actor=reviewer, review_status=status, **_stamp(reviewer))
     if newly:
         queue_rules.flagged(newly)
+    for pk in notify:
+        webhooks.emit("conversation.flagged", {
+            "conversation_id": str(pk), "reviewer": webhooks.user_json(reviewer)})
     return n
+
+
+def _not_flagged(conversations: QuerySet[Conversation]) -> list[Any]:
+    return list(conversations.exclude(review_status=Conversation.ReviewStatus.FLAGGED)
+                .values_list("pk", flat=True))
 
 
 def add_label(conversations: QuerySet[Conversation], label: Label, reviewer: Any) -> int:

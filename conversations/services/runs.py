@@ -31,7 +31,7 @@ from conversations.events import ErrorCode
 from conversations.models import Attachment, Conversation, Message, ToolCall
 from conversations.providers.base import ChatTurn, RunRequest
 from conversations.services import attachments as attachments_service
-from conversations.services import queue_rules
+from conversations.services import queue_rules, webhooks
 from conversations.services.agents import agent_config
 from conversations.services.branches import Tree
 from conversations.services.costs import check_budget
@@ -546,6 +546,8 @@ def finish_run(message_id: UUID | str, conversation_id: UUID | str,
     queue_rules.reply_finished(
         message_id, conversation_id, outcome.status, outcome.error_code,
         any(call.status == ToolCall.Status.FAILED for call in outcome.tool_calls))
+    # reply.completed / reply.failed: queued on commit, sent by the worker, never here.
+    webhooks.reply_finished(message_id, conversation_id, outcome.status)
     return now
 
 
@@ -594,6 +596,8 @@ reaped.
     )
     logger.warning("marked %d orphaned streaming replies as failed (server_restart)", len(reaped))
     metrics.REAPED_RUNS.inc(len(reaped))
+    for m in reaped:
+        webhooks.reply_finished(m.pk, m.conversation_id, Message.Status.FAILED)
     return [{"conversation_id": str(m.conversation_id), "message": message_json(m)}
             for m in reaped]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message, Score, ScoreConfig
+from conversations.services import webhooks
 from conversations.services.errors import InvalidInput, NotFound
 from conversations.services.validation import InvalidJSON, check_text, format_count
 
@@ -176,10 +178,12 @@ def set_score(user: Any, *, config: ScoreConfig, value: Any, comment: Any = "",
         if score is None:
             try:
                 with transaction.atomic():
-                    return Score.objects.create(
+                    created = Score.objects.create(
                         config=config, author=user, conversation=conv, message=reply,
                         value=value, comment=comment, source=source, created_at=now,
                         updated_at=now)
+                    webhooks.emit("score.created", partial(score_created_data, created))
+                    return created
             except IntegrityError:
                 # The same author's concurrent first write won: change that one.
                 score = Score.objects.select_for_update().get(**lookup)
@@ -190,6 +194,20 @@ def set_score(user: Any, *, config: ScoreConfig, value: Any, comment: Any = "",
         score.value, score.comment, score.source, score.updated_at = value, comment, source, now
         score.save(update_fields=["value", "comment", "source", "history", "updated_at"])
     return score
+
+
+def score_created_data(score: Score) -> dict[str, Any]:
+    """The `data` of a score.created webhook (docs/webhooks.md)."""
+    return {
+        "score_id": score.pk,
+        "config": {"id": score.config_id, "name": score.config.name, "kind": score.config.kind},
+        "value": score.value,
+        "comment": score.comment,
+        "source": score.source,
+        "conversation_id": str(score.conversation_id),
+        "message_id": str(score.message_id) if score.message_id else None,
+        "author": webhooks.user_json(score.author),
+    }
 
 
 def _iso(moment: datetime) -> str:
