@@ -538,3 +538,17 @@ def test_it_records_tokens_created_and_revoked_on_the_page_and_by_the_command(
     by_command = AuditEvent.objects.filter(action="token.created").order_by("-at", "-pk").first()
     assert by_command.actor is None and by_command.actor_name == "manage.py tokens"
     assert by_command.details["user"] == "alice"
+
+
+def test_it_logs_a_webhook_endpoint_change_with_its_secret_masked(staff: Any):
+    from conversations.services import webhooks
+
+    endpoint = webhooks.create_endpoint("https://hooks.example.com/a", "s3cret-value-123",
+                                        ["reply.completed"])
+    endpoint.active = False
+    endpoint.save()
+    entries = LogEntry.objects.get_for_object(endpoint)
+    assert entries.count() == 2
+    assert entries.order_by("-timestamp").first().changes_dict["active"] == ["True", "False"]
+    created = entries.order_by("timestamp").first().changes_dict
+    assert created["secret_encrypted"][1] == audit.MASK

@@ -46,6 +46,7 @@ from conversations.models import (
     ScoreConfig,
     Team,
     TeamMembership,
+    WebhookEndpoint,
 )
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ def register_models() -> None:
         (CannedReply, {"exclude_fields": stamps}),
         (ScoreConfig, {"exclude_fields": stamps}),
         (ReviewQueue, {"exclude_fields": stamps, "m2m_fields": {"configs", "assignees"}}),
+        # Where events go is audited; the secret is masked whole (a change says it changed).
+        (WebhookEndpoint, {"exclude_fields": stamps, "mask_fields": ["secret_encrypted"],
+                           "mask_callable": "conversations.services.audit.mask_secret"}),
     ]
     for model, options in specs:
         if auditlog.contains(model):
