@@ -39,7 +39,9 @@ def main(argv: list[str]) -> None:
         name, password, email, *groups = args
         user, _ = User.objects.get_or_create(username=name)
         user.email = email
-        user.set_password(password)
+        # A new password would end the user's session at the provider (Django's session hash).
+        if not user.check_password(password):
+            user.set_password(password)
         user.save()
         user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
     else:
