@@ -5,9 +5,10 @@ One module per subject: `conversations` (create, list, read, change, delete, tra
 `branches` (the message tree and its active path), `edits` (regenerate and edit: a branch or a
 fork), `attachments` (uploads), `teams` (membership, team agents), `desk` (internal notes,
 assignment and handoff), `canned` (canned replies), `costs` (reply costs, team budgets),
-`scoring` and `queues` with `queue_rules` (the review workspace), `feedback`, `agents` (with the
-admin's connection test), `review` (reviewers' stamped writes), `validation` (the JSON gate and
-every field's rules) and `errors`.
+`scoring` and `queues` with `queue_rules` (the review workspace), `feedback`, `identity`
+(single sign-on users and the group → role map), `agents` (with the admin's connection test),
+`review` (reviewers' stamped writes), `validation` (the JSON gate and every field's rules) and
+`errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
 re-exported here.
 
@@ -21,7 +22,7 @@ Channels; deletions, branch changes and desk events reach the relay through sign
 
 from __future__ import annotations
 
-from conversations.services import canned, costs, queue_rules, queues, scoring, teams
+from conversations.services import canned, costs, identity, queue_rules, queues, scoring, teams
 from conversations.services.agents import (
     ConnectionResult,
     agent_config,
@@ -160,6 +161,7 @@ __all__ = [
     "attachment_max_bytes",
     "canned",
     "costs",
+    "identity",
     "teams",
     "check_budget",
     "attachment_too_large",
