@@ -11,4 +11,4 @@ class ChatsiteConfig(AppConfig):
     verbose_name = "chatsite"
 
     def ready(self) -> None:
-        from chatsite import checks  # noqa: F401 - registers the checks
+        from chatsite import checks, oidc  # noqa: F401 - registers the checks

@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "chatsite.logs.RequestIdMiddleware",
     # Refuses to start without SECRET_KEY when DEBUG is off (Daphne runs no system checks).
     "chatsite.middleware.SecretKeyRequired",
+    # Refuses to start with unreadable single sign-on settings (chatsite/oidc.py).
+    "chatsite.oidc.SSOSettingsRequired",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every page (CONTENT_SECURITY_POLICY below).
     "chatsite.middleware.ContentSecurityPolicy",
@@ -331,6 +333,9 @@ AUTHENTICATION_BACKENDS = [
     # First: refuses a locked pair before the password is even hashed (~0.5 s of CPU each).
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # Single sign-on (chatsite/oidc.py): declines every call but the callback's, and everything
+    # while OIDC_ISSUER is empty.
+    "chatsite.oidc.OIDCBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
@@ -379,3 +384,24 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # weekend day still gets everything); then the delivery is failed.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
 WEBHOOK_RETRY_HOURS = env.float("WEBHOOK_RETRY_HOURS", default=24.0)
+# --- Single sign-on (issue 14; OpenID Connect, chatsite/oidc.py, docs/sso.md) ------------------
+# Off while OIDC_ISSUER is empty. Endpoints come from OIDC_ISSUER/.well-known/openid-configuration.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
+OIDC_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+# "openid" is added when missing; the groups come from OIDC_GROUPS_CLAIM of the ID token and
+# userinfo, which some providers send only for an extra scope (Okta: "groups").
+OIDC_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+# `group=team:slug,group=team:slug:lead,group=reviewer,group=staff`, applied at every login
+# (conversations/services/identity.py); an unreadable map stops the start (chatsite.E002).
+OIDC_GROUP_MAP = env.str("OIDC_GROUP_MAP", default="")
+# The login button says "Sign in with <this>"; empty: "single sign-on".
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="")
+# Only the provider's button on /accounts/login/; the admin keeps a superuser password login.
+SSO_ONLY = env.bool("SSO_ONLY", default=False)
+if OIDC_ISSUER:
+    # Logout is a form POST that ends with a redirect to the provider's end_session_endpoint,
+    # and browsers hold a form's redirects to form-action too.
+    _parts = OIDC_ISSUER.split("/", 3)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"].append("/".join(_parts[:3]))

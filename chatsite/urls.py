@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from chatsite import health, theme
+from chatsite import health, oidc, theme
 from chatsite.metrics_view import metrics_view
 from conversations import api, canned_views, openapi, settings_views, team_views, views
 from conversations.review import reviewer
 from conversations.review import send as review_send
 from conversations.review import views as review
+
+# With SSO_ONLY the admin's password login takes superusers only (the break-glass account).
+admin.site.login_form = oidc.BreakGlassAdminLoginForm
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -36,8 +38,11 @@ urlpatterns = [
          name="team_reply_edit"),
     path("teams/<slug:slug>/replies/<int:reply_id>/delete", canned_views.reply_delete,
          name="team_reply_delete"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", oidc.LoginView.as_view(), name="login"),
+    path("accounts/logout/", oidc.LogoutView.as_view(), name="logout"),
+    # Single sign-on (chatsite/oidc.py): 404 while OIDC_ISSUER is empty.
+    path("oidc/authenticate/", oidc.AuthenticateView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("theme", theme.set_theme, name="set_theme"),
     path("admin/", admin.site.urls),

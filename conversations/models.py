@@ -1163,3 +1163,29 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ExternalIdentity(models.Model):
+    """A person as an OpenID provider knows them (docs/sso.md): the `sub` claim, stable and
+    unique per issuer, links a provider account to one user. E-mail addresses change and are
+    reused, so they never decide who logs in."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="external_identities", verbose_name=_("user"))
+    # OpenID Connect puts no bound on either; 255 holds every provider's URLs and ids
+    # (Entra ID's object ids are 36 characters, Google's subjects 21 digits).
+    issuer = models.CharField(_("issuer"), max_length=255)
+    subject = models.CharField(_("subject"), max_length=255)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_login_at = models.DateTimeField(_("last login"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("external identity")
+        verbose_name_plural = _("external identities")
+        ordering = ["issuer", "subject"]
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_user_per_subject"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.issuer}"

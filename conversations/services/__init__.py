@@ -6,10 +6,10 @@ One module per subject: `conversations` (create, list, read, change, delete, tra
 fork), `attachments` (uploads), `teams` (membership, team agents), `desk` (internal notes,
 assignment and handoff), `canned` (canned replies), `costs` (reply costs, team budgets),
 `scoring` and `queues` with `queue_rules` (the review workspace), `tokens` (personal API
-tokens), `feedback`, `agents` (with the admin's connection test), `review` (reviewers' stamped
-writes), `webhooks` (outbound events, queued on commit and sent by the worker), `validation`
-(the JSON gate and every field's rules), `audit` (the audit trail: events, logged bulk updates)
-and `errors`.
+tokens), `feedback`, `identity` (single sign-on users and the group → role map), `agents` (with
+the admin's connection test), `review` (reviewers' stamped writes), `webhooks` (outbound events,
+queued on commit and sent by the worker), `validation` (the JSON gate and every field's rules),
+`audit` (the audit trail: events, logged bulk updates) and `errors`.
 Callers use `from conversations import services` and `services.<name>`: the names are
 re-exported here.
 
@@ -27,6 +27,7 @@ from conversations.services import (
     audit,
     canned,
     costs,
+    identity,
     queue_rules,
     queues,
     scoring,
@@ -193,6 +194,7 @@ __all__ = [
     "attachment_max_bytes",
     "canned",
     "costs",
+    "identity",
     "teams",
     "webhooks",
     "check_budget",
