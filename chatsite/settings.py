@@ -7,6 +7,7 @@ Production switches (DATABASE_URL, REDIS_URL, ...) are listed in the README's ta
 from __future__ import annotations
 
 import ipaddress
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -180,7 +181,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Hashed, compressed names once `collectstatic` has run (production, docs/deploy.md); plain
 # names before that (tests, a local run), so a missing manifest never breaks a page.
-_manifest = (STATIC_ROOT / "staticfiles.json").exists()
+# `collectstatic` itself always writes them: with the plain storage the first run of a fresh
+# release (the image's build, tests/test_image.py) wrote no manifest, and the pages then kept
+# the unversioned names for good.
+_manifest = (STATIC_ROOT / "staticfiles.json").exists() or sys.argv[1:2] == ["collectstatic"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
