@@ -64,8 +64,10 @@ def chat_url(browser: Any, server: LiveServer) -> str:
     page.fill("input[name=title]", "Accessibility")
     page.click("main form button[type=submit]")
     page.wait_for_url("**/c/*/")
+    # A function, not a bare expression: Playwright polls a bare expression with eval(), which
+    # the page's CSP refuses once the first check is false (a slow connect under load).
     page.wait_for_function(
-        "document.getElementById('connection-status').dataset.state === 'connected'")
+        "() => document.getElementById('connection-status').dataset.state === 'connected'")
     for text in ("Please use a tool to find my order", "I need approval for a refund"):
         page.fill("#composer-input", text)
         page.press("#composer-input", "Enter")
