@@ -84,7 +84,13 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     checks["channel_layer"] = await _timed(_channel_layer)
     failing = [name for name, result in checks.items() if not result["ok"]]
     if failing:
-        logger.info("not ready: %s", ", ".join(
+        logger.warning("not ready: %s", ", ".join(
             f"{name} ({checks[name]['error']})" for name in failing))
-    return JsonResponse({"status": "unavailable" if failing else "ready", "failing": failing,
-                         "checks": checks}, status=503 if failing else 200)
+    response = JsonResponse({"status": "unavailable" if failing else "ready",
+                             "failing": failing, "checks": checks},
+                            status=503 if failing else 200)
+    # The line above says what failed; Django's request log would add an ERROR "Service
+    # Unavailable: /readyz" for every probe (a load balancer asks every few seconds) while a
+    # dependency is down, and the answer is not a fault of this request.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
