@@ -34,20 +34,13 @@ INTEGER = re.compile(r"[+-]?\d{1,15}\Z")
 BOOLEAN_VALUES = {"yes": True, "no": False}
 
 
-def may_review(user: Any) -> bool:
-    """Reviewers (`manage.py reviewers add`: the group and the staff flag) and staff; which
-    queues each may claim from is services.queues' rule."""
-    return bool(user.is_authenticated and user.is_active
-                and (user.is_staff or scoring.is_reviewer(user)))
-
-
 def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Everyone else gets 404, as for another user's conversation: nobody learns the page
     exists."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not may_review(request.user):
+        if not queues.may_review(request.user):
             raise Http404(_("No such page."))
         return view(request, *args, **kwargs)
 

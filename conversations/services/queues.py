@@ -97,6 +97,15 @@ def _claimable_queues(user: Any) -> QuerySet[ReviewQueue]:
     return queues.filter(pk__in=ReviewQueue.objects.filter(rule).values("pk"))
 
 
+def may_review(user: Any) -> bool:
+    """Who may use the reviewer page (/review/): reviewers (`manage.py reviewers add`: the
+    group and the staff flag), staff, and anyone a queue is assigned to, as the review API
+    already lets them claim; which queues each may claim from is `may_claim`."""
+    if not (user.is_authenticated and user.is_active):
+        return False
+    return bool(user.is_staff or is_reviewer(user) or _claimable_queues(user).exists())
+
+
 def may_claim(user: Any, queue: ReviewQueue) -> bool:
     """Assignees, the reviewer group when the queue is open to it, and staff who manage
     reviews; only from an active queue."""
