@@ -95,7 +95,14 @@ def websocket(app: Any) -> Any:
         return app
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    return OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
+    return OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"],
+                                   default_span_details=_socket_span_details)
+
+
+def _socket_span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # The route, not the path: span names must stay few (the path holds a conversation id).
+    return "WS ws/conversations/<uuid:conversation_id>/", {
+        "http.route": "ws/conversations/<uuid:conversation_id>/"}
 
 
 def reply_span(run: ReplyLike) -> contextlib.AbstractContextManager[Any]:

@@ -257,6 +257,9 @@ async def test_it_traces_a_page_a_socket_and_a_reply_with_its_vendor_call(
             lambda s: s.attributes.get("http.target", "").startswith("/ws/conversations/"))
         assert len(sockets) == 2, [s.name for s in sockets]
         assert all(s.kind == 2 for s in sockets)
+        assert {s.name for s in sockets} == {"WS ws/conversations/<uuid:conversation_id>/"}
+        assert {s.attributes["http.target"] for s in sockets} == {
+            f"/ws/conversations/{conversation_id}/"}
         assert not receiver.named("websocket receive")
         assert not receiver.named("websocket send")
         assert reply_span.links == [(sockets[0].trace_id, sockets[0].span_id)] or \
