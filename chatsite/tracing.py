@@ -22,6 +22,10 @@ from django.conf import settings
 _enabled = False
 _tracer: Any = None
 _NO_SPAN = contextlib.nullcontext()
+# Requests with no span unless OTEL_PYTHON_DJANGO_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS)
+# says otherwise: the probes and /metrics are polled every few seconds by machines, and would
+# outnumber the spans of people's requests.
+DEFAULT_EXCLUDED_URLS = r"/(healthz|readyz|metrics)(\?|$)"
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -68,7 +72,9 @@ def setup() -> bool:
     # dropped, OTEL_BSP_MAX_QUEUE_SIZE).
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    DjangoInstrumentor().instrument(tracer_provider=provider)
+    excluded = (os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS")
+                or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS") or DEFAULT_EXCLUDED_URLS)
+    DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=excluded)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider,
                                          async_request_hook=_redact_url)
     _tracer = provider.get_tracer("chatsite")

@@ -194,6 +194,7 @@ async def test_it_traces_a_page_a_socket_and_a_reply_with_its_vendor_call(
         session, slug, conversation_id = seed(server, fake_vendor)
         cookies = {"Cookie": f"sessionid={session}"}
         async with httpx.AsyncClient(base_url=server.url, headers=cookies) as http:
+            assert (await http.get("/healthz")).status_code == 200  # a probe: no span
             assert (await http.get(f"/c/{conversation_id}/")).status_code == 200
 
         reply = await one_reply(server, session, conversation_id, "trace me")
@@ -266,8 +267,9 @@ async def test_it_traces_a_page_a_socket_and_a_reply_with_its_vendor_call(
             reply_span.links == [(sockets[1].trace_id, sockets[1].span_id)]
         assert {reply_span.links[0][1], failed_span.links[0][1]} == {s.span_id for s in sockets}
 
-    # Every span left the process, and no span carries the agent's token.
+    # Every span left the process, none of a probe, and no span carries the agent's token.
     assert receiver.posts >= 1
+    assert not [s for s in receiver.spans if "healthz" in json.dumps(s.attributes)]
     assert all(SECRET not in json.dumps(s.attributes) for s in receiver.spans)
     log = (tmp_path / "daphne.log").read_text()
     assert "Traceback" not in log, log[-3000:]
