@@ -69,6 +69,7 @@ class Receiver:
     url: str = ""
     spans: list[ExportedSpan] = field(default_factory=list)
     posts: int = 0
+    hooks: int = 0  # POST /hook: a webhook endpoint, for the worker's test
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, body: bytes) -> None:
@@ -110,6 +111,12 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/hook":
+                with received.lock:
+                    received.hooks += 1
+                self.send_response(204)
+                self.end_headers()
+                return
             if self.path != "/v1/traces":
                 self.send_error(404)
                 return
@@ -318,6 +325,44 @@ async def test_it_keeps_replying_when_the_collector_is_down(
     log = (tmp_path / "daphne.log").read_text()
     assert "Failed to export spans batch" in log
     assert "Traceback" not in log, log[-3000:]
+
+
+async def test_it_traces_the_workers_webhook_deliveries(tmp_path: Path, receiver: Receiver):
+    """The task worker (`manage.py db_worker`, the Procfile's worker) exports its webhook
+    deliveries' HTTP calls."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    with live_server(tmp_path, env) as server:
+        server.manage("webhooks", "add", receiver.url + "/hook", "--secret", "s" * 32,
+                      "--event", "reply.completed")
+        server.shell(
+            "from conversations.models import Agent\n"
+            "a = Agent.objects.get(slug='demo'); a.options = {'delay': 0}; a.save(); print(1)")
+        session = server.session_for("wes")
+        conversation_id = server.shell(
+            "from django.contrib.auth import get_user_model\n"
+            "from conversations.models import Agent, Conversation\n"
+            "u = get_user_model().objects.get(username='wes')\n"
+            "print(Conversation.objects.create(owner=u, agent=Agent.objects.get(slug='demo')).pk)")
+        reply = await one_reply(server, session, conversation_id, "hook me")
+        assert reply["status"] == "completed" and TRACE_ID.fullmatch(reply["trace_id"])
+        with open(tmp_path / "worker.log", "ab") as log:
+            worker = subprocess.Popen(  # noqa: S603 - our own manage.py
+                [sys.executable, str(ROOT / "manage.py"), "db_worker", "--no-startup-delay",
+                 "--interval", "0.2", "--no-reload"],
+                env=server.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            calls = receiver.wait_for(
+                lambda s: s.attributes.get("http.url") == f"{receiver.url}/hook", timeout=30)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=15)
+    log = (tmp_path / "worker.log").read_text()
+    assert receiver.hooks == 1, log[-2000:]
+    [call] = calls
+    assert call.name == "POST" and call.kind == 3  # CLIENT
+    assert call.attributes["http.status_code"] == 204
+    assert call.service_name == "chatsite"
+    assert "Traceback" not in log
 
 
 # With tracing off ------------------------------------------------------------------------------
