@@ -8,6 +8,12 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+
+from chatsite import tracing  # noqa: E402
+
+# OpenTelemetry when OTEL_EXPORTER_OTLP_ENDPOINT is set, before Django builds its middleware
+# chain: the Django instrumentation adds its own middleware to it.
+tracing.setup()
 django_asgi_app = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
@@ -43,8 +49,9 @@ shutdown.install()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": WriteGaugeMiddleware(
+        # tracing.websocket: a span per socket session when tracing is on.
+        "websocket": tracing.websocket(WriteGaugeMiddleware(
             OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
-        ),
+        )),
     }
 )

@@ -7,6 +7,7 @@ Production switches (DATABASE_URL, REDIS_URL, ...) are listed in the README's ta
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -371,6 +372,26 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
 # file's value is in os.environ by now): one directory shared by every Daphne process of a
 # host, emptied at each deployment's start.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# --- Tracing (chatsite/tracing.py, docs/observability.md#tracing) ----------------------------
+# OpenTelemetry is on only when this is set (the collector's OTLP/HTTP base URL, e.g.
+# http://127.0.0.1:4318; spans go to its /v1/traces). The SDK reads it, and the other standard
+# OTEL_* variables, from the environment itself; here it is checked, so a typo stops the start
+# instead of failing every export in the background.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="").strip()
+if OTEL_EXPORTER_OTLP_ENDPOINT and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?",
+                                                    OTEL_EXPORTER_OTLP_ENDPOINT):
+    raise ImproperlyConfigured(
+        "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL, such as "
+        "http://127.0.0.1:4318.")
+# A reply's trace id is a link for reviewers with this, e.g.
+# https://tempo.example.com/trace/{trace_id}; empty: the id is shown as text.
+OTEL_TRACE_URL_TEMPLATE = env.str("OTEL_TRACE_URL_TEMPLATE", default="").strip()
+if OTEL_TRACE_URL_TEMPLATE and not (
+        re.fullmatch(r"https?://[^\s/?#]+\S*", OTEL_TRACE_URL_TEMPLATE)
+        and OTEL_TRACE_URL_TEMPLATE.count("{trace_id}") == 1):
+    raise ImproperlyConfigured(
+        "OTEL_TRACE_URL_TEMPLATE must be an http:// or https:// URL with {trace_id} once, such "
+        "as https://tempo.example.com/trace/{trace_id}.")
 # --- Audit trail (issue 14; docs/audit.md) ----------------------------------------------------
 # `manage.py prune_audit` deletes audit events and row-change entries older than this many days;
 # 0 keeps them forever. 365: a year covers an annual access review.

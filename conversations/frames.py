@@ -292,6 +292,8 @@ def message_json(message: Message, tool_calls: list[ToolCall] | None = None) -> 
         "created_at": _iso(message.created_at),
         "completed_at": _iso(message.completed_at),
         "ttft_ms": message.ttft_ms,
+        # The reply's OpenTelemetry trace id (32 hex), "" when tracing is off.
+        "trace_id": message.trace_id,
         "extra": message.extra,
         "feedback": _feedback_json(message),
         "attachments": [attachment_json(a) for a in getattr(message, "attachment_rows", ())],

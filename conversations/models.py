@@ -622,6 +622,9 @@ class Message(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(_("time to first token (ms)"), null=True, blank=True)
+    # A reply's OpenTelemetry trace id (32 hex, chatsite/tracing.py), written with its end;
+    # blank when tracing is off or the sampler dropped the trace.
+    trace_id = models.CharField(_("trace id"), max_length=32, blank=True, default="")
     # Touched by the relay's flush timer; a streaming message whose heartbeat is stale belongs to
     # a dead process (see services.reap_orphaned_runs).
     heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)

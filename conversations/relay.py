@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from chatsite import logs
+from chatsite import logs, tracing
 from chatsite import metrics as m
 from conversations import events as ev
 from conversations import frames as shapes
@@ -174,6 +174,8 @@ class Run:
         self.ttft_ms: int | None = None
         self.ttft_seconds: float | None = None
         self.deltas = 0  # text deltas sent, counted once into the metrics when the run ends
+        self.error_code = ""  # the end's, for the reply's span
+        self.trace_id = ""  # the reply span's (chatsite/tracing.py), "" when tracing is off
         self.batch_started = 0.0  # when the pending fan-out batch got its first frame
         self.vendor_conversation_id = ""
         self.generated_titles: dict[str, str] | None = None
@@ -487,7 +489,9 @@ class Run:
             ttft_ms=self.ttft_ms,
             vendor_conversation_id=self.vendor_conversation_id,
             generated_titles=self.generated_titles,
+            trace_id=self.trace_id,
         )
+        self.error_code = outcome.error_code
         saved = await self._save_with_retries(outcome)
         if saved is None:
             return
@@ -556,7 +560,7 @@ class Run:
             status=outcome.status, error_code=outcome.error_code,
             error_message=outcome.error_message, usage=outcome.usage, extra=outcome.extra,
             created_at=self.placeholder.created_at, completed_at=completed_at,
-            ttft_ms=outcome.ttft_ms,
+            ttft_ms=outcome.ttft_ms, trace_id=outcome.trace_id,
         )
         conversation = None
         if outcome.generated_titles:
@@ -832,7 +836,10 @@ class Relay:
         logs.bind(conversation_id=run.conversation_id, message_id=run.message_id)
         m.ACTIVE_RUNS.inc()
         try:
-            await run.execute()
+            # The reply's span, entered in its own task so the vendor call's span is its child
+            # (a shared no-op when tracing is off).
+            with tracing.reply_span(run):
+                await run.execute()
         finally:
             m.ACTIVE_RUNS.dec()
             if self.runs.get(run.conversation_id) is run:

@@ -33,11 +33,12 @@ RESERVED = frozenset({
     "OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_SCOPES", "OIDC_GROUPS_CLAIM",
     "OIDC_GROUP_MAP", "OIDC_PROVIDER_NAME", "SSO_ONLY",
     "DJANGO_SETTINGS_MODULE", "LOG_FORMAT", "METRICS_ALLOWED_CIDRS", "METRICS_TOKEN",
-    "PROMETHEUS_MULTIPROC_DIR",
+    "PROMETHEUS_MULTIPROC_DIR", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACE_URL_TEMPLATE",
 })
-# Whole families chatsite or its libraries read (rate limits, django-axes, Django itself):
-# RATE_LIMIT_KEY_PREFIX, for one, would match the pattern.
-RESERVED_PREFIXES = ("DJANGO_", "RATE_LIMIT_", "AXES_")
+# Whole families chatsite or its libraries read (rate limits, django-axes, Django itself,
+# OpenTelemetry's SDK: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACE_URL_TEMPLATE and the standard
+# OTEL_* variables): RATE_LIMIT_KEY_PREFIX, for one, would match the pattern.
+RESERVED_PREFIXES = ("DJANGO_", "RATE_LIMIT_", "AXES_", "OTEL_")
 
 
 def token_env_problem(name: str) -> str | None:

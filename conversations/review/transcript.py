@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
+from chatsite import tracing
 from conversations import services
 from conversations.models import Conversation, Message, ToolCall
 from conversations.review.math import CLASSES as MATH_CLASSES
@@ -148,6 +149,11 @@ class MessageView:
     @property
     def cost_display(self) -> str:
         return services.costs.format_cost(self.cost)
+
+    @property
+    def trace_url(self) -> str:
+        """The reply's trace in the tracing UI (OTEL_TRACE_URL_TEMPLATE), or ""."""
+        return tracing.trace_url(self.message.trace_id)
 
 
 def _tool_call_view(call: ToolCall) -> ToolCallView:

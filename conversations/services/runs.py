@@ -494,6 +494,8 @@ class RunOutcome:
     ttft_ms: int | None = None
     vendor_conversation_id: str = ""
     generated_titles: dict[str, str] | None = None
+    # The reply span's trace id (chatsite/tracing.py), "" when tracing is off.
+    trace_id: str = ""
 
     def tool_call_rows(self, message_id: UUID | str, now: Any) -> list[ToolCall]:
         return [
@@ -529,6 +531,7 @@ def finish_run(message_id: UUID | str, conversation_id: UUID | str,
             usage=outcome.usage,
             extra=outcome.extra,
             ttft_ms=outcome.ttft_ms,
+            trace_id=outcome.trace_id,
             completed_at=now,
             heartbeat_at=None,
         )
