@@ -119,6 +119,14 @@ class Viewer:
         kind = frame.get("type")
         if kind == "message.delta":
             self._delta(frame, now)
+        elif kind == "message.created":
+            conv = self.conv
+            message = frame.get("message") or {}
+            if conv is not None and self.role == "owner" and conv.sent_at and (
+                message.get("role") == "assistant"
+            ):
+                # The placeholder announced: the reply's start up to the vendor call.
+                conv.accepted_ns.append(now - conv.sent_at)
         elif kind == "conversation.sync":
             if not self.synced.done():
                 self.synced.set_result(None)
@@ -190,6 +198,9 @@ class Conversation:
         # Per reply: message.send written -> its first delta received (what the relay adds
         # before streaming: committing the message, calling the vendor).
         self.first_delta_ns: list[int] = []
+        # Per reply: message.send written -> the placeholder's message.created received (the
+        # message accepted and committed, before the vendor is called).
+        self.accepted_ns: list[int] = []
         self.outcomes: Counter[str] = Counter()
         self.failure_detail = ""
 
@@ -358,6 +369,7 @@ async def run_stream(config: dict[str, Any]) -> None:
         both.duplicates += stats.duplicates
         both.undelivered += stats.undelivered
     first = sorted(ns for c in conversations for ns in c.first_delta_ns)
+    accepted = sorted(ns for c in conversations for ns in c.accepted_ns)
     emit(
         "RESULT",
         {
@@ -368,6 +380,7 @@ async def run_stream(config: dict[str, Any]) -> None:
                 "p99_ms": _pct(first, 0.99),
                 "max_ms": _pct(first, 1.0),
             },
+            "accepted": {"p50_ms": _pct(accepted, 0.5), "p99_ms": _pct(accepted, 0.99)},
             "owner": roles["owner"].summary(seconds),
             "viewer": roles["viewer"].summary(seconds),
             "all": both.summary(seconds),
@@ -498,6 +511,7 @@ async def run_whole(config: dict[str, Any]) -> None:
         )
     done_at = time.monotonic_ns()
     first = sorted(ns for c in conversations for ns in c.first_delta_ns)
+    accepted = sorted(ns for c in conversations for ns in c.accepted_ns)
     outcomes: Counter[str] = Counter()
     for conv in conversations:
         outcomes.update(conv.outcomes)
@@ -515,6 +529,7 @@ async def run_whole(config: dict[str, Any]) -> None:
                 "p99_ms": _pct(first, 0.99),
                 "max_ms": _pct(first, 1.0),
             },
+            "accepted": {"p50_ms": _pct(accepted, 0.5), "p99_ms": _pct(accepted, 0.99)},
             "page_ms_p50": _pct(sorted(stats["page_ns"]), 0.5),
             "connect_ms_p50": _pct(sorted(stats["connect_ns"]), 0.5),
             "whole_ms_p50": _pct(sorted(stats["whole_ns"]), 0.5),

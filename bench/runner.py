@@ -358,6 +358,7 @@ class Runner:
                             "raw",
                             "--nonblocking",
                             "--threads",
+                            *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else []),
                             "-o",
                             str(out),
                         ],

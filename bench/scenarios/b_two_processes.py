@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from bench.report import Row, log, verdict
+from bench.report import Row, fmt, log, verdict
 from bench.runner import BARE_APP, CHATSITE_APP, HOST, MIB, Runner, ws_path
 from bench.streaming import stream_run
 
@@ -92,7 +92,7 @@ def run(bench: Runner) -> None:
         if bench.vendor is not None and bench.load_cpus:
             os.sched_setaffinity(bench.vendor.pid, bench.load_cpus)
     a, own, view = result.result["all"], result.result["owner"], result.result["viewer"]
-    first = result.result["first_delta"]
+    first, accepted = result.result["first_delta"], result.result["accepted"]
     ba = bare.result["all"] if bare else {}
     bfirst = bare.result["first_delta"] if bare else {}
     p99 = Row(
@@ -127,6 +127,11 @@ def run(bench: Runner) -> None:
         Row("B", "p99 latency, ms: second viewer (batched via Redis)", view["p99_ms"]),
         Row("B", "max latency, ms", a["max_ms"]),
         Row("B", "message.send -> first delta, p50 ms", first["p50_ms"], bfirst.get("p50_ms")),
+        Row(
+            "B",
+            "message.send -> placeholder announced (start before the vendor call), p50 / p99 ms",
+            f"{fmt(accepted['p50_ms'])} / {fmt(accepted['p99_ms'])}",
+        ),
         start,
         Row(
             "B",
