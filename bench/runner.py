@@ -58,6 +58,7 @@ class Options:
     conversations_b: int
     rate: int
     reply_deltas: int
+    processes_b: int
     conversations_w: int
     rate_w: int
     reply_deltas_w: int
