@@ -70,8 +70,9 @@ def fit(run: dict[str, Any], reply_deltas: int = 250) -> dict[str, float]:
     return out
 
 
-def plan(model: dict[str, float], conversations: int, rate: int, reply_deltas: int,
-         viewed: float) -> dict[str, float]:
+def plan(
+    model: dict[str, float], conversations: int, rate: int, reply_deltas: int, viewed: float
+) -> dict[str, float]:
     c_delta, c_reply = model["c_delta_ms"] / 1000, model["c_reply_ms"] / 1000
     c_viewer = model.get("c_viewer_ms", model["c_delta_ms"]) / 1000
     deltas = conversations * rate
@@ -97,10 +98,14 @@ def check(model: dict[str, float], run: dict[str, Any], reply_deltas: int) -> di
     owner, viewer = b["owner"]["delivered"], b["viewer"]["delivered"]
     seconds = b["seconds"]
     predicted = (
-        owner * model["c_delta_ms"]
-        + owner / reply_deltas * model["c_reply_ms"]
-        + viewer * model.get("c_viewer_ms", model["c_delta_ms"])
-    ) / 1000 / seconds
+        (
+            owner * model["c_delta_ms"]
+            + owner / reply_deltas * model["c_reply_ms"]
+            + viewer * model.get("c_viewer_ms", model["c_delta_ms"])
+        )
+        / 1000
+        / seconds
+    )
     return {
         "measured_server_cores": b["server_cpu_s"] / seconds,
         "predicted_server_cores": predicted,

@@ -122,8 +122,11 @@ class Viewer:
         elif kind == "message.created":
             conv = self.conv
             message = frame.get("message") or {}
-            if conv is not None and self.role == "owner" and conv.sent_at and (
-                message.get("role") == "assistant"
+            if (
+                conv is not None
+                and self.role == "owner"
+                and conv.sent_at
+                and (message.get("role") == "assistant")
             ):
                 # The placeholder announced: the reply's start up to the vendor call.
                 conv.accepted_ns.append(now - conv.sent_at)

@@ -144,26 +144,35 @@ def target_summary(bench: Any) -> list[dict[str, Any]]:
     out = []
     named = set()
     for name, scenario in ISSUE_TARGETS.items():
-        row = bench.targets.get(name)
+        row, load = bench.targets.get(name, (None, ""))
         named.add(id(row))
-        out.append(_summary_line(name, scenario, row))
-    for name, row in bench.targets.items():
+        out.append(_summary_line(name, scenario, row, load))
+    for name, (row, load) in bench.targets.items():
         if name not in ISSUE_TARGETS:
             named.add(id(row))
-            out.append(_summary_line(name, row.scenario, row))
+            out.append(_summary_line(name, row.scenario, row, load))
     for row in bench.rows:
         if row.verdict and id(row) not in named:
-            out.append(_summary_line(row.figure, row.scenario, row))
+            out.append(_summary_line(row.figure, row.scenario, row, ""))
     return out
 
 
-def _summary_line(name: str, scenario: str, row: Row | None) -> dict[str, Any]:
+def _summary_line(name: str, scenario: str, row: Row | None, load: str) -> dict[str, Any]:
     if row is None:
-        return {"scenario": scenario, "target": name, "measured": None, "bare": None,
-                "ratio": None, "limit": "", "result": "not run"}
+        return {
+            "scenario": scenario,
+            "target": name,
+            "load": "",
+            "measured": None,
+            "bare": None,
+            "ratio": None,
+            "limit": "",
+            "result": "not run",
+        }
     return {
         "scenario": scenario,
         "target": name,
+        "load": load,
         "measured": row.chatsite,
         "bare": row.bare,
         "ratio": row.ratio,
@@ -173,11 +182,21 @@ def _summary_line(name: str, scenario: str, row: Row | None) -> dict[str, Any]:
 
 
 def summary_table(lines: list[dict[str, Any]]) -> str:
-    header = ("scenario", "target", "measured", "bare (same load)", "ratio", "limit", "result")
+    header = (
+        "scenario",
+        "target",
+        "load (as run)",
+        "measured",
+        "bare (same load)",
+        "ratio",
+        "limit",
+        "result",
+    )
     body = [
         (
             x["scenario"],
             x["target"],
+            x["load"] or "—",
             fmt(x["measured"]),
             fmt(x["bare"]),
             f"{x['ratio']:.2f}x" if x["ratio"] is not None else "—",

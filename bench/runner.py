@@ -115,7 +115,7 @@ class Runner:
         self.rows: list[Row] = []
         # The issue's targets, by name, each with the row that measured it (run.py prints them
         # as the final summary, "not run" for a scenario left out).
-        self.targets: dict[str, Row] = {}
+        self.targets: dict[str, tuple[Row, str]] = {}
         self.details: dict[str, Any] = {}
         self.vendor: Child | None = None
         self.vendor_url = ""
@@ -128,8 +128,9 @@ class Runner:
         self.server_cpus = {cpus[0]} if self.pinned else None
         self.load_cpus = set(cpus[1:]) if self.pinned else None
 
-    def target(self, name: str, row: Row) -> None:
-        self.targets[name] = row
+    def target(self, name: str, row: Row, load: str) -> None:
+        """`row` measured the target `name` at `load` (as run: options can change it)."""
+        self.targets[name] = (row, load)
 
     @property
     def fixtures(self) -> Fixtures:

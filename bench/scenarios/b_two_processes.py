@@ -80,10 +80,7 @@ def run(bench: Runner) -> None:
                     "B-bare",
                     [server for server, _ in started],
                     {"Origin": f"http://{HOST}:{ports[0]}"},
-                    [
-                        {"owner": [ports[k % procs], "/ws/bare/"], "viewers": []}
-                        for k in range(n)
-                    ],
+                    [{"owner": [ports[k % procs], "/ws/bare/"], "viewers": []} for k in range(n)],
                     bench.reply_spec(o.reply_deltas),
                     load_cpus=None,
                 )
@@ -111,11 +108,16 @@ def run(bench: Runner) -> None:
         verdict(first["p99_ms"] is not None and first["p99_ms"] <= TARGET_FIRST_DELTA_P99_MS),
     )
     if procs == 2:  # the targets are for two processes
+        load = f"{n} x {o.rate}/s, 2 processes, 2 viewers each"
         bench.target(
-            "two processes + Redis, 200 conversations x 50 deltas/s, watched from both: p99", p99
+            "two processes + Redis, 200 conversations x 50 deltas/s, watched from both: p99",
+            p99,
+            load,
         )
         bench.target(
-            "two processes + Redis, 200 conversations: message.send -> first delta p99", start
+            "two processes + Redis, 200 conversations: message.send -> first delta p99",
+            start,
+            load,
         )
     bench.rows += [
         Row(

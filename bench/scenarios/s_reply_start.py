@@ -65,7 +65,11 @@ def run(bench: Runner) -> None:
         f"≤ {MAX_ADDED_P50_MS:.0f} ms",
         verdict(added is not None and added <= MAX_ADDED_P50_MS),
     )
-    bench.target("chatsite adds to the time to first token at light load (p50)", ttft)
+    bench.target(
+        "chatsite adds to the time to first token at light load (p50)",
+        ttft,
+        f"{n} conversations, 1-delta replies, {PAUSE_S} s apart",
+    )
     # One delta per reply: the replies in the window are the deltas delivered in it.
     chat_replies, bare_replies = chat.delivered, bare.delivered
     bench.rows += [

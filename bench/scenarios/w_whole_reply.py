@@ -108,6 +108,7 @@ def run(bench: Runner) -> None:
     bench.target(
         "whole-reply CPU per delta (socket opened, message sent, reply streamed, final write)",
         cpu,
+        f"{n} x {rate}/s x {deltas}",
     )
     undelivered = chat["all"]["undelivered"]
     bench.rows += [
@@ -128,8 +129,12 @@ def run(bench: Runner) -> None:
             f"{fmt(bare['first_delta']['p50_ms'])} / {fmt(bare['first_delta']['p99_ms'])}",
         ),
         Row("W", "create + chat page, p50 ms", chat["page_ms_p50"]),
-        Row("W", "socket open to conversation.sync, p50 ms", chat["connect_ms_p50"],
-            bare["connect_ms_p50"]),
+        Row(
+            "W",
+            "socket open to conversation.sync, p50 ms",
+            chat["connect_ms_p50"],
+            bare["connect_ms_p50"],
+        ),
         Row(
             "W",
             "other processes on the machine, cores busy (noise)",
