@@ -28,9 +28,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-# A process kept p99 within its targets at about half a core busy (B at 80 conversations: 0.38
-# cores per process, p99 150 ms; A at 0.99 of a core: p99 6x the bare relay), so plans are
-# made for 0.5 of a core per process; the rest is headroom for bursts and garbage collection.
+# Latency runs out before CPU: A at 0.91 of its core had p99 4.65x the bare relay's; B at 80
+# conversations, 0.55 of a core per process, p99 292 ms (target 250). Plans assume at most 0.5
+# of a core per process; the rest is headroom for bursts and garbage collection.
 PLANNING_UTILISATION = 0.5
 # The process bus publishes at most once per BUS_WINDOW (25 ms, conversations/relay.py).
 BUS_PUBLISHES_PER_PROCESS = 40
