@@ -1,6 +1,6 @@
 """`make bench`: chatsite's relay against a minimal ASGI relay, under the same load, in one run.
 
-    .venv/bin/python -m bench                 # every scenario, about 3 minutes on 2 cores
+    .venv/bin/python -m bench                 # every scenario, about 5½ minutes on 2 cores
     .venv/bin/python -m bench --scenarios A,E --duration 10
 
 Scenarios (docs/performance.md has the method and a real run's results):
