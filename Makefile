@@ -42,7 +42,7 @@ test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CONN_MAX_AGE=0 \
 		$(BIN)/python -m pytest -q -m "not browser and not scaleout" $(PYTEST_ARGS)
 
-# The relay benchmark (docs/performance.md): ~4 minutes, needs PostgreSQL and Redis.
+# The relay benchmark (docs/performance.md): ~6 minutes, needs PostgreSQL and Redis.
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -119,6 +119,17 @@ class Viewer:
         kind = frame.get("type")
         if kind == "message.delta":
             self._delta(frame, now)
+        elif kind == "message.created":
+            conv = self.conv
+            message = frame.get("message") or {}
+            if (
+                conv is not None
+                and self.role == "owner"
+                and conv.sent_at
+                and (message.get("role") == "assistant")
+            ):
+                # The placeholder announced: the reply's start up to the vendor call.
+                conv.accepted_ns.append(now - conv.sent_at)
         elif kind == "conversation.sync":
             if not self.synced.done():
                 self.synced.set_result(None)
@@ -190,6 +201,9 @@ class Conversation:
         # Per reply: message.send written -> its first delta received (what the relay adds
         # before streaming: committing the message, calling the vendor).
         self.first_delta_ns: list[int] = []
+        # Per reply: message.send written -> the placeholder's message.created received (the
+        # message accepted and committed, before the vendor is called).
+        self.accepted_ns: list[int] = []
         self.outcomes: Counter[str] = Counter()
         self.failure_detail = ""
 
@@ -294,6 +308,7 @@ async def run_stream(config: dict[str, Any]) -> None:
     frame = json.dumps({"type": "message.send", "content": config["reply"]})
     usable = [c for c in conversations if c.owner is not None and c.owner.proto is not None]
     ramp_ns = int(config.get("ramp", 1.0) * 1e9)
+    pause = float(config.get("pause", 0.0))
 
     async def drive(index: int, conv: Conversation) -> None:
         assert conv.owner is not None and conv.owner.proto is not None
@@ -312,6 +327,8 @@ async def run_stream(config: dict[str, Any]) -> None:
             conv.outcomes[outcome] += 1
             if outcome != "message.completed":
                 await asyncio.sleep(0.5)  # do not hot-loop on a refusing server
+            elif pause:
+                await asyncio.sleep(pause)  # a user reading the reply (light load)
 
     drivers = [asyncio.create_task(drive(i, c)) for i, c in enumerate(usable)]
     await sleep_until(window.measure_end)
@@ -355,6 +372,7 @@ async def run_stream(config: dict[str, Any]) -> None:
         both.duplicates += stats.duplicates
         both.undelivered += stats.undelivered
     first = sorted(ns for c in conversations for ns in c.first_delta_ns)
+    accepted = sorted(ns for c in conversations for ns in c.accepted_ns)
     emit(
         "RESULT",
         {
@@ -365,6 +383,7 @@ async def run_stream(config: dict[str, Any]) -> None:
                 "p99_ms": _pct(first, 0.99),
                 "max_ms": _pct(first, 1.0),
             },
+            "accepted": {"p50_ms": _pct(accepted, 0.5), "p99_ms": _pct(accepted, 0.99)},
             "owner": roles["owner"].summary(seconds),
             "viewer": roles["viewer"].summary(seconds),
             "all": both.summary(seconds),
@@ -405,11 +424,130 @@ async def run_idle(config: dict[str, Any]) -> None:
     emit("RESULT", {"closed_by_server": dropped, "errors": dict(errors)})
 
 
+async def whole_reply(
+    index: int,
+    config: dict[str, Any],
+    schedule: dict[str, int],
+    conv: Conversation,
+    http: Any,
+    stats: dict[str, list[int]],
+    errors: Counter[str],
+) -> None:
+    """One conversation's whole life as a browser lives it: (chatsite) POST the new-conversation
+    form, follow the redirect to the chat page, open the socket, wait for `conversation.sync`;
+    send the message, read the reply to its terminal frame, close the socket."""
+    host, port, count = config["host"], config["port"], config["conversations"]
+    await sleep_until(schedule["start"] + int(config["ramp"] * 1e9) * index // max(1, count))
+    began = time.monotonic_ns()
+    path = "/ws/bare/"
+    if config["kind"] == "chatsite":
+        try:
+            created = await http.post(
+                f"http://{host}:{port}/conversations/new",
+                data={"agent": config["agent"], "csrfmiddlewaretoken": config["csrf"]},
+                headers={"Origin": f"http://{host}:{port}"},
+            )
+            location = created.headers.get("location", "")
+            match = re.search(r"/c/([0-9a-f-]{36})/", location)
+            if created.status_code != 302 or match is None:
+                errors[f"create:{created.status_code}"] += 1
+                return
+            page = await http.get(f"http://{host}:{port}{location}")
+            if page.status_code != 200:
+                errors[f"chat_page:{page.status_code}"] += 1
+                return
+        except Exception as exc:
+            errors[f"create:{type(exc).__name__}"] += 1
+            return
+        path = f"/ws/conversations/{match.group(1)}/"
+        stats["page_ns"].append(time.monotonic_ns() - began)
+    assert conv.owner is not None
+    opened_at = time.monotonic_ns()
+    if not await open_viewer(
+        conv.owner, host, port, path, config["headers"], asyncio.Semaphore(1), errors
+    ):
+        return
+    stats["connect_ns"].append(time.monotonic_ns() - opened_at)
+    conv.done = asyncio.get_running_loop().create_future()
+    conv.sent_at = time.monotonic_ns()
+    assert conv.owner.proto is not None
+    conv.owner.proto.send_text(json.dumps({"type": "message.send", "content": config["reply"]}))
+    try:
+        outcome = await asyncio.wait_for(
+            conv.done, max(0.0, (schedule["stop"] - time.monotonic_ns()) / 1e9)
+        )
+    except TimeoutError:
+        outcome = "unfinished"
+    conv.outcomes[outcome] += 1
+    await close_all([conv.owner])
+    stats["whole_ns"].append(time.monotonic_ns() - began)
+
+
+async def run_whole(config: dict[str, Any]) -> None:
+    """Mode `whole`: every conversation created, opened, answered once and closed, the server's
+    CPU read by bench.run around the whole of it (not only a streaming window)."""
+    import httpx
+
+    errors: Counter[str] = Counter()
+    window = Window(0, 2**63 - 1)  # every token counts, whenever it was written
+    owner = RoleStats()
+    conversations = []
+    for _ in range(config["conversations"]):
+        conv = Conversation()
+        conv.owner = Viewer("owner", owner, window, conv, errors)
+        conversations.append(conv)
+    cookies = {"csrftoken": config.get("csrf", "")}
+    stats: dict[str, list[int]] = {"page_ns": [], "connect_ns": [], "whole_ns": []}
+    async with httpx.AsyncClient(
+        cookies=cookies,
+        headers={"Cookie": config["headers"].get("Cookie", "")},
+        timeout=60,
+        limits=httpx.Limits(max_connections=None),
+    ) as http:
+        emit("READY", {"connected": 0, "failed": 0, "seconds": 0})
+        schedule = await read_line()
+        await asyncio.gather(
+            *[
+                whole_reply(i, config, schedule, conv, http, stats, errors)
+                for i, conv in enumerate(conversations)
+            ]
+        )
+    done_at = time.monotonic_ns()
+    first = sorted(ns for c in conversations for ns in c.first_delta_ns)
+    accepted = sorted(ns for c in conversations for ns in c.accepted_ns)
+    outcomes: Counter[str] = Counter()
+    for conv in conversations:
+        outcomes.update(conv.outcomes)
+    deltas, _ = reply_shape(config["reply"])
+    expected = deltas * config["conversations"]
+    owner.undelivered = max(0, expected - owner.delivered)
+    emit(
+        "RESULT",
+        {
+            "done_at": done_at,
+            "seconds": (done_at - schedule["start"]) / 1e9,
+            "first_delta": {
+                "replies": len(first),
+                "p50_ms": _pct(first, 0.5),
+                "p99_ms": _pct(first, 0.99),
+                "max_ms": _pct(first, 1.0),
+            },
+            "accepted": {"p50_ms": _pct(accepted, 0.5), "p99_ms": _pct(accepted, 0.99)},
+            "page_ms_p50": _pct(sorted(stats["page_ns"]), 0.5),
+            "connect_ms_p50": _pct(sorted(stats["connect_ns"]), 0.5),
+            "whole_ms_p50": _pct(sorted(stats["whole_ns"]), 0.5),
+            "all": owner.summary((done_at - schedule["start"]) / 1e9),
+            "replies": dict(outcomes),
+            "errors": dict(errors),
+        },
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     with open(args[0]) as f:
         config = json.load(f)
-    runner = run_stream if config["mode"] == "stream" else run_idle
+    runner = {"stream": run_stream, "whole": run_whole}.get(config["mode"], run_idle)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runner(config))
     return 0

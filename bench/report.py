@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 # The packages whose versions decide the figures, printed with the machine.
 MEASURED_PACKAGES = (
@@ -126,3 +127,88 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         **versions,
     }
+
+
+# The issue's targets, each measured by one scenario; listed even when that scenario did not run.
+ISSUE_TARGETS = {
+    "whole-reply CPU per delta (socket opened, message sent, reply streamed, final write)": "W",
+    "one process, 100 conversations x 50 deltas/s: p99 vs the bare relay": "A",
+    "two processes + Redis, 200 conversations x 50 deltas/s, watched from both: p99": "B",
+    "two processes + Redis, 200 conversations: message.send -> first delta p99": "B",
+    "chatsite adds to the time to first token at light load (p50)": "S",
+}
+
+
+def target_summary(bench: Any) -> list[dict[str, Any]]:
+    """Every target: the issue's first (by name), then each other row that has a verdict."""
+    out = []
+    named = set()
+    for name, scenario in ISSUE_TARGETS.items():
+        row, load = bench.targets.get(name, (None, ""))
+        named.add(id(row))
+        out.append(_summary_line(name, scenario, row, load))
+    for name, (row, load) in bench.targets.items():
+        if name not in ISSUE_TARGETS:
+            named.add(id(row))
+            out.append(_summary_line(name, row.scenario, row, load))
+    for row in bench.rows:
+        if row.verdict and id(row) not in named:
+            out.append(_summary_line(row.figure, row.scenario, row, ""))
+    return out
+
+
+def _summary_line(name: str, scenario: str, row: Row | None, load: str) -> dict[str, Any]:
+    if row is None:
+        return {
+            "scenario": scenario,
+            "target": name,
+            "load": "",
+            "measured": None,
+            "bare": None,
+            "ratio": None,
+            "limit": "",
+            "result": "not run",
+        }
+    return {
+        "scenario": scenario,
+        "target": name,
+        "load": load,
+        "measured": row.chatsite,
+        "bare": row.bare,
+        "ratio": row.ratio,
+        "limit": row.target,
+        "result": {"PASS": "met", "FAIL": "missed"}.get(row.verdict, row.verdict or "—"),
+    }
+
+
+def summary_table(lines: list[dict[str, Any]]) -> str:
+    header = (
+        "scenario",
+        "target",
+        "load (as run)",
+        "measured",
+        "bare (same load)",
+        "ratio",
+        "limit",
+        "result",
+    )
+    body = [
+        (
+            x["scenario"],
+            x["target"],
+            x["load"] or "—",
+            fmt(x["measured"]),
+            fmt(x["bare"]),
+            f"{x['ratio']:.2f}x" if x["ratio"] is not None else "—",
+            x["limit"] or "—",
+            x["result"],
+        )
+        for x in lines
+    ]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=True)]
+    rows = [
+        " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        for row in (header, *body)
+    ]
+    rows.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(rows)

@@ -1,6 +1,6 @@
 """`make bench`: chatsite's relay against a minimal ASGI relay, under the same load, in one run.
 
-    .venv/bin/python -m bench                 # every scenario, about 3 minutes on 2 cores
+    .venv/bin/python -m bench                 # every scenario, about 5½ minutes on 2 cores
     .venv/bin/python -m bench --scenarios A,E --duration 10
 
 Scenarios (docs/performance.md has the method and a real run's results):
@@ -13,6 +13,13 @@ Scenarios (docs/performance.md has the method and a real run's results):
   E  server memory per idle socket <= 100 KB, and a client that stops reading: is memory bounded?
   F  conversation search over 100,000 messages in 5,000 conversations (PostgreSQL full-text):
      p95 <= 200 ms through services.list_conversations.
+  S  reply start at light load: 5 conversations, one-delta replies, 0.2 s apart: message.send ->
+     first delta p50/p99 and server CPU per reply start; chatsite adds <= 10 ms p50.
+  W  whole replies: 50 conversations x 20 deltas/s x 400, each created, its page loaded and its
+     socket opened as a browser does, server CPU over the whole run: <= 1.3x the bare relay.
+
+The run ends with a summary: every target of the benchmark with its measured value, the target
+and met / missed ("not run" for a scenario left out), also under "targets" in --json.
 
 Processes: the fake vendor (bench.vendor), the servers (Daphne running chatsite or
 bench.bare_relay) and the browser side (bench.loadgen) are separate processes; CPU is read from
@@ -34,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.report import log, machine, table
+from bench.report import log, machine, summary_table, table, target_summary
 from bench.runner import PYTHON, Options, Runner, wait_for_quiet
 from bench.scenarios import SCENARIOS
 
@@ -59,6 +66,22 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after the ramp, unmeasured")
     p.add_argument("--ramp", type=float, default=1.0, help="seconds over which streams start")
+    p.add_argument(
+        "--processes-b",
+        type=int,
+        default=2,
+        help="B: server processes (the issue's targets are for 2; 3-4 check docs/scaling.md)",
+    )
+    p.add_argument("--conversations-w", type=int, default=50)
+    p.add_argument("--rate-w", type=int, default=20, help="W: vendor deltas per second")
+    p.add_argument("--reply-deltas-w", type=int, default=400, help="W: deltas per reply")
+    p.add_argument("--conversations-s", type=int, default=5)
+    p.add_argument(
+        "--no-b-bare",
+        dest="b_bare",
+        action="store_false",
+        help="B: skip the bare relay at the same load (two processes, one socket per stream)",
+    )
     p.add_argument("--c-concurrency", type=int, default=10, help="C: replies run at once")
     p.add_argument("--list-conversations", type=int, default=10_000)
     p.add_argument("--transcript", type=int, default=2_000)
@@ -130,6 +153,12 @@ def parse_args(argv: list[str] | None) -> Options:
         conversations_b=a.conversations_b,
         rate=a.rate,
         reply_deltas=a.reply_deltas,
+        processes_b=a.processes_b,
+        conversations_w=a.conversations_w,
+        rate_w=a.rate_w,
+        reply_deltas_w=a.reply_deltas_w,
+        conversations_s=a.conversations_s,
+        b_bare=a.b_bare,
         duration=a.duration,
         warmup=a.warmup,
         ramp=a.ramp,
@@ -177,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"server logs had problems (see {bench.tmp}): {problems}")
     print()
     print(table(bench.rows))
+    summary = target_summary(bench)
+    print("\nTargets:\n")
+    print(summary_table(summary))
     print(f"\nTotal {time.monotonic() - began:.0f} s; logs in {bench.tmp}")
     if opts.json_out is not None:
         opts.json_out.write_text(
@@ -185,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": info,
                     "rows": [r.__dict__ | {"ratio": r.ratio} for r in bench.rows],
                     "details": bench.details,
+                    "targets": summary,
                 },
                 indent=2,
                 default=str,

@@ -58,6 +58,12 @@ class Options:
     conversations_b: int
     rate: int
     reply_deltas: int
+    processes_b: int
+    conversations_w: int
+    rate_w: int
+    reply_deltas_w: int
+    conversations_s: int
+    b_bare: bool
     duration: float
     warmup: float
     ramp: float
@@ -107,6 +113,9 @@ class Runner:
         self.tmp = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
         self.services = Services.find()
         self.rows: list[Row] = []
+        # The issue's targets, by name, each with the row that measured it (run.py prints them
+        # as the final summary, "not run" for a scenario left out).
+        self.targets: dict[str, tuple[Row, str]] = {}
         self.details: dict[str, Any] = {}
         self.vendor: Child | None = None
         self.vendor_url = ""
@@ -118,6 +127,10 @@ class Runner:
         cpus = sorted(self.all_cpus)
         self.server_cpus = {cpus[0]} if self.pinned else None
         self.load_cpus = set(cpus[1:]) if self.pinned else None
+
+    def target(self, name: str, row: Row, load: str) -> None:
+        """`row` measured the target `name` at `load` (as run: options can change it)."""
+        self.targets[name] = (row, load)
 
     @property
     def fixtures(self) -> Fixtures:
@@ -179,7 +192,13 @@ class Runner:
         o = self.opts
         # A, B, C (two rounds), E (warm-up batch, idle sockets, the stalled client).
         needed = (
-            o.conversations_a + o.conversations_b + 2 * o.c_concurrency + 20 + o.idle_sockets + 1
+            o.conversations_a
+            + o.conversations_b
+            + 2 * o.c_concurrency
+            + 20
+            + o.idle_sockets
+            + 1
+            + o.conversations_s
         )
         log(
             f"seeding {needed} load conversations, {o.list_conversations} listed ones and a "
@@ -341,6 +360,7 @@ class Runner:
                             "raw",
                             "--nonblocking",
                             "--threads",
+                            *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else []),
                             "-o",
                             str(out),
                         ],

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.loadgen import reply_shape
 from bench.procs import Child, machine_busy_cpu, total_cpu, total_rss
 from bench.report import fmt, log
 from bench.runner import HOST, MIB, Runner, sleep_until_ns
@@ -46,6 +47,8 @@ def stream_run(
     reply: str,
     *,
     load_cpus: set[int] | None,
+    pause: float = 0.0,
+    duration: float | None = None,
 ) -> StreamRun:
     o = bench.opts
     config = {
@@ -56,6 +59,7 @@ def stream_run(
         "reply": reply,
         "ramp": o.ramp,
         "connect_concurrency": 50,
+        "pause": pause,
     }
     load, lines = bench.start_loadgen(label, config, cpus=load_cpus)
     try:
@@ -67,11 +71,11 @@ def stream_run(
         now = time.monotonic_ns()
         start = now + 300_000_000
         measure_start = start + int((o.ramp + o.warmup) * 1e9)
-        measure_end = measure_start + int(o.duration * 1e9)
+        measure_end = measure_start + int((duration or o.duration) * 1e9)
         # Replies in flight when the window closes are awaited (their late tokens are real
         # samples) for up to one reply's length plus 10 s; what is still missing then is
         # counted as undelivered.
-        stop = measure_end + int((o.reply_deltas / o.rate + 10) * 1e9)
+        stop = measure_end + int((max_reply_seconds(reply) + 10) * 1e9)
         lines.send(
             {
                 "start": start,
@@ -148,6 +152,11 @@ def stream_run(
             "core: its own queueing inflates the latencies"
         )
     return run
+
+
+def max_reply_seconds(spec: str) -> float:
+    deltas, interval_ns = reply_shape(spec)
+    return deltas * interval_ns / 1e9
 
 
 def cpu_snapshot(bench: Runner, server_pids: list[int], load: Child) -> dict[str, float]:

@@ -40,7 +40,7 @@ from conversations.frames import (
     without_content,
 )
 from conversations.models import Message
-from conversations.relay import CLOSE_SERVICE_RESTART, conversation_group, relay
+from conversations.relay import CLOSE_SERVICE_RESTART, conversation_group, relay, start_db
 from conversations.services import validation
 
 logger = logging.getLogger(__name__)
@@ -324,13 +324,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 _("Unknown frame type “%(type)s”.") % {"type": frame["type"][:64]}))
             return
         try:
-            if frame["type"] != "ping" and not await database_sync_to_async(
+            # message.send checks the session itself, in its one start hop (on_send).
+            if frame["type"] not in ("ping", "message.send") and not await database_sync_to_async(
                     sessions.session_is_valid)(self.auth_session):
-                # Logged out, deactivated or a new password since the handshake: nothing stored.
-                await self.send_frame(error_frame(
-                    "not_authenticated", _("Your session has ended. Log in again to continue."),
-                    client_id=_client_id(frame)))
-                await self.session_revoked({})
+                await self._session_ended(frame)
                 return
             await handler(self, frame)
         except (services.InvalidInput, services.NotFound) as exc:
@@ -351,26 +348,26 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def on_ping(self, frame: dict[str, Any]) -> None:
         await self.send_frame(pong())
 
+    async def _session_ended(self, frame: dict[str, Any]) -> None:
+        # Logged out, deactivated or a new password since the handshake: nothing stored.
+        await self.send_frame(error_frame(
+            "not_authenticated", _("Your session has ended. Log in again to continue."),
+            client_id=_client_id(frame)))
+        await self.session_revoked({})
+
     async def on_send(self, frame: dict[str, Any]) -> None:
-        # Replies running and sends per minute (ratelimit.py): refused before anything is stored.
-        if refusal := await database_sync_to_async(ratelimit.check_send)(self.scope["user"].pk):
-            await self.send_frame(refusal.frame(client_id=_client_id(frame)))
-            return
-        accepted = await database_sync_to_async(services.accept_user_message)(
-            self.conversation_id,
-            self.scope["user"],
-            content=frame.get("content"),
-            client_id=frame.get("client_id"),
-            metadata=frame.get("metadata"),
-            attachments=frame.get("attachments"),
-        )
-        if accepted.assistant_message is None:
-            # A repeated client_id: acknowledge again, never run twice.
-            msg = await database_sync_to_async(
-                lambda: message_json(services.stored_message(accepted.user_message.pk)))()
-            await self.send_frame(message_created(msg))
-            return
-        await relay.start(accepted, owner=self.send_frame, owner_channel=self.channel_name)
+        # One hop onto the reply-start threads (relay.start_db), not three onto Channels' one
+        # database thread: a reply's start never queues behind other sockets' work.
+        outcome = await start_db(_accept_send)(
+            self.auth_session, self.scope["user"], self.conversation_id, frame)
+        if outcome is None:
+            await self._session_ended(frame)
+        elif isinstance(outcome, ratelimit.Refusal):
+            await self.send_frame(outcome.frame(client_id=_client_id(frame)))
+        elif isinstance(outcome, dict):
+            await self.send_frame(message_created(outcome))
+        else:
+            await relay.start(outcome, owner=self.send_frame, owner_channel=self.channel_name)
 
     async def on_cancel(self, frame: dict[str, Any]) -> None:
         if relay.local_run(self.conversation_id) is None:
@@ -574,6 +571,30 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin1")
     return None
+
+
+def _accept_send(auth_session: sessions.SocketSession | None, user: Any, conversation_id: str,
+                 frame: dict[str, Any]
+                 ) -> services.AcceptedMessage | ratelimit.Refusal | dict[str, Any] | None:
+    """message.send's database work, in order: None when the session has ended; a Refusal over
+    the running-replies or sends-per-minute limit (ratelimit.py), before anything is stored; for
+    a repeated client_id the stored message's JSON (acknowledged again, never run twice);
+    otherwise the accepted message, its placeholder committed."""
+    if not sessions.session_is_valid(auth_session):
+        return None
+    if refusal := ratelimit.check_send(user.pk):
+        return refusal
+    accepted = services.accept_user_message(
+        conversation_id,
+        user,
+        content=frame.get("content"),
+        client_id=frame.get("client_id"),
+        metadata=frame.get("metadata"),
+        attachments=frame.get("attachments"),
+    )
+    if accepted.assistant_message is None:
+        return message_json(services.stored_message(accepted.user_message.pk))
+    return accepted
 
 
 def _client_id(frame: Any) -> str | None:

@@ -33,7 +33,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from chatsite import logs, tracing
 from chatsite import metrics as m
@@ -134,6 +134,37 @@ def relay_db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             _RELAY_DB_THREADS, functools.partial(_in_relay_thread, func, *args, **kwargs))
 
     return call
+
+
+# A reply's start (session check, send limits, the user's message and the placeholder committed)
+# has threads of its own: on Channels' one database thread it queued behind every socket's other
+# work, and each of its ~8 round trips waits there for the GIL behind a busy event loop (up to
+# the 5 ms switch interval each), so at 200 replies on two processes message.send -> first delta
+# reached a p50 of 1 s (docs/performance.md). 4 threads: starts proceed side by side and never
+# wait behind a flush or a final save either (those have the relay's own threads).
+_START_DB_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="start-db")
+
+
+def start_db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """`func` on the reply-start threads (PostgreSQL; Channels' thread on SQLite, as relay_db),
+    in the caller's language: its error messages reach the user as they are."""
+    if connection.vendor != "postgresql":
+        return database_sync_to_async(func)
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        language = translation.get_language()
+        return await asyncio.get_running_loop().run_in_executor(
+            _START_DB_THREADS,
+            functools.partial(_in_language, language, _in_relay_thread, func, *args, **kwargs))
+
+    return call
+
+
+def _in_language(language: str | None, func: Callable[..., Any], *args: Any,
+                 **kwargs: Any) -> Any:
+    # run_in_executor carries no context, and Django keeps the active language in one.
+    with translation.override(language):
+        return func(*args, **kwargs)
 
 
 def _in_relay_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

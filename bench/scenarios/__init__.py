@@ -17,6 +17,8 @@ from bench.scenarios import (
     d_pages,
     e_memory,
     f_search,
+    s_reply_start,
+    w_whole_reply,
 )
 
 SCENARIOS: dict[str, Callable[[Runner], None]] = {
@@ -26,4 +28,6 @@ SCENARIOS: dict[str, Callable[[Runner], None]] = {
     "D": d_pages.run,
     "E": e_memory.run,
     "F": f_search.run,
+    "S": s_reply_start.run,
+    "W": w_whole_reply.run,
 }

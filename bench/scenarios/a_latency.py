@@ -53,6 +53,11 @@ def run(bench: Runner) -> None:
     )
     for row in (p99, cpu):
         row.verdict = verdict(row.ratio is not None and row.ratio <= MAX_RATIO)
+    bench.target(
+        "one process, 100 conversations x 50 deltas/s: p99 vs the bare relay",
+        p99,
+        f"{n} x {o.rate}/s, 1 process",
+    )
     bench.rows += [
         Row("A", "p50 latency, ms", ca["p50_ms"], ba["p50_ms"]),
         p99,

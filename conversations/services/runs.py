@@ -263,7 +263,11 @@ def _locked(conversation_id: UUID | str, user: Any, *, checked: bool = True
     with transaction.atomic():
         conversation = (
             rows_of
-            .select_for_update()
+            # The conversation's row only: a bare FOR UPDATE also locked the joined agent row,
+            # so every send to the same agent, in every conversation and process, waited for
+            # the one before to commit (measured: p50 200 ms from message.send to the
+            # placeholder at 60 conversations on two processes).
+            .select_for_update(of=("self",))
             .select_related("agent")
             .annotate(**agent_access_annotations())
             .filter(pk=conversation_id)
