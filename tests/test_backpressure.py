@@ -78,6 +78,7 @@ def test_it_counts_only_while_the_buffer_is_full():
     assert gauge.over_limit(MAX_BEHIND_HARD_BYTES)  # past the hard cap: at once
 
 
+@pytest.mark.process
 async def test_it_drops_a_client_that_stopped_reading_and_keeps_the_reply(
     server: LiveServer, vendor: FakeVendor
 ):

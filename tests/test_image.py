@@ -97,6 +97,7 @@ def test_it_runs_every_procfile_process_in_compose():
     assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"].startswith("redis://")
 
 
+@pytest.mark.process
 def test_it_serves_from_exactly_what_the_image_copies(tmp_path: Path):
     stage = final_stage((ROOT / "Dockerfile").read_text())
     app = tmp_path / "app"

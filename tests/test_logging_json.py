@@ -106,6 +106,7 @@ def test_it_keeps_the_text_format_by_default(settings: Any):
         "%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+@pytest.mark.process
 async def test_it_logs_json_with_ids_in_a_real_process(tmp_path: Path):
     """A real Daphne process with LOG_FORMAT=json: a request's lines carry its id, a reply's
     carry the conversation, message, user and socket request ids; a vendor token in the

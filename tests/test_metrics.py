@@ -372,6 +372,7 @@ async def one_reply(server: LiveServer, session: str, conversation_id: str) -> i
     return sum(1 for f in frames if f["type"] == "message.delta")
 
 
+@pytest.mark.process
 async def test_it_sums_two_real_processes_in_multiprocess_mode(tmp_path: Path):
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()

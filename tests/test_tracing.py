@@ -187,6 +187,7 @@ def stored_trace_id(server: LiveServer, message_id: str) -> str:
 # With tracing on ------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 async def test_it_traces_a_page_a_socket_and_a_reply_with_its_vendor_call(
         tmp_path: Path, receiver: Receiver, fake_vendor: FakeVendor):
     fake_vendor.add_route("POST", "/v1/chat/completions", [
@@ -282,6 +283,7 @@ async def test_it_traces_a_page_a_socket_and_a_reply_with_its_vendor_call(
     assert "Traceback" not in log, log[-3000:]
 
 
+@pytest.mark.process
 async def test_it_redacts_a_token_in_a_vendor_url(
         tmp_path: Path, receiver: Receiver, fake_vendor: FakeVendor):
     """A base URL carrying a token (`?key=`, as some vendors take it): the span's URL does not."""
@@ -304,6 +306,7 @@ async def test_it_redacts_a_token_in_a_vendor_url(
     assert call.service_name == "chatsite"  # OTEL_SERVICE_NAME's default here
 
 
+@pytest.mark.process
 async def test_it_keeps_replying_when_the_collector_is_down(
         tmp_path: Path, fake_vendor: FakeVendor, refused_url: str):
     """Spans are exported from the SDK's thread: a collector that refuses connections costs the
@@ -327,6 +330,7 @@ async def test_it_keeps_replying_when_the_collector_is_down(
     assert "Traceback" not in log, log[-3000:]
 
 
+@pytest.mark.process
 async def test_it_traces_the_workers_webhook_deliveries(tmp_path: Path, receiver: Receiver):
     """The task worker (`manage.py db_worker`, the Procfile's worker) exports its webhook
     deliveries' HTTP calls."""
@@ -368,6 +372,7 @@ async def test_it_traces_the_workers_webhook_deliveries(tmp_path: Path, receiver
 # With tracing off ------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 async def test_it_exports_nothing_and_stores_no_trace_id_when_unset(
         tmp_path: Path, receiver: Receiver, fake_vendor: FakeVendor):
     """Only OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on: the SDK's per-signal variable alone

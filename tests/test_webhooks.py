@@ -430,6 +430,7 @@ def test_it_manages_endpoints_with_the_command(receiver: Receiver) -> None:
     assert not WebhookEndpoint.objects.exists()
 
 
+@pytest.mark.process
 def test_it_delivers_a_demo_reply_through_the_real_worker_process(
         receiver: Receiver, tmp_path: Path) -> None:
     from tests.cluster import recv_until, socket_to
