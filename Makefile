@@ -34,13 +34,14 @@ run: install
 
 # 1. lint, and the chat script's unit tests (Node's built-in runner); 2. the whole suite on SQLite
 # + the in-memory layer (with the real-browser tests and the two-process tests on PostgreSQL +
-# Redis); 3. the suite again on PostgreSQL + Redis, less what runs the same in both (`process`:
+# Redis); 3. again on PostgreSQL + Redis, the tests that reach the database (DB_TESTS_ONLY,
+# tests/conftest.py), less what runs the same in both (`process`:
 # a real process on its own SQLite file).
 test: install
 	$(BIN)/ruff check .
 	node --test static/chat/tests/
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CONN_MAX_AGE=0 \
+	DB_TESTS_ONLY=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CONN_MAX_AGE=0 \
 		$(BIN)/python -m pytest -q -m "not browser and not scaleout and not process" $(PYTEST_ARGS)
 
 # The relay benchmark (docs/performance.md): ~6 minutes, needs PostgreSQL and Redis.

@@ -209,3 +209,26 @@ def _default_language() -> Any:
     translation.activate(settings.LANGUAGE_CODE)
     yield
     translation.activate(settings.LANGUAGE_CODE)
+
+
+# The PostgreSQL + Redis pass of `make test` (DB_TESTS_ONLY=1) runs the tests that reach the
+# database; the rest (vendor stream parsing, frames, settings checks, the fuzzers of pure code)
+# cannot behave differently there and already ran in the first pass. That keeps `make test`
+# within its budget on two cores (about 30 min with both passes whole).
+DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences",
+               "django_db_serialized_rollback", "django_db_setup"}
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    import os
+
+    if os.environ.get("DB_TESTS_ONLY") != "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_db = item.get_closest_marker("django_db") is not None or bool(
+            DB_FIXTURES & set(getattr(item, "fixturenames", ())))
+        (keep if uses_db else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
