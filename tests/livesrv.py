@@ -149,3 +149,13 @@ def cluster(tmp: Path, database_url: str, count: int, extra_env: dict[str, str]
     finally:
         for server in servers:
             server.stop()
+
+
+def django_setup_with(name: str, value: str) -> subprocess.CompletedProcess[str]:
+    """`django.setup()` with chatsite's settings and one variable set: a bad value must stop
+    the start with ImproperlyConfigured (tests of each setting's check)."""
+    env = {**os.environ, name: value, "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+           "SECRET_KEY": "x" * 50}
+    return subprocess.run(  # noqa: S603 - our own settings
+        [PYTHON, "-c", "import django; django.setup()"], env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=60, check=False)

@@ -8,8 +8,6 @@ import asyncio
 import itertools
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from conversations import services
 from conversations.backpressure import CLOSE_TOO_SLOW, MAX_PAUSED_SECONDS, WriteGauge
 from conversations.models import Agent, Conversation, Message
 from tests.cluster import recv_until, socket_to
-from tests.livesrv import ROOT, LiveServer, free_port, live_server, server_env
+from tests.livesrv import ROOT, LiveServer, django_setup_with, free_port, live_server, server_env
 from tests.wsclient import HOST, ORIGIN, open_socket, session_cookie, wait_for_no_runs
 
 in_process = pytest.mark.django_db(transaction=True)
@@ -306,13 +304,7 @@ def test_it_refuses_writes_and_hides_them_from_strangers():
     ("LOG_FORMAT", "xml", "LOG_FORMAT must be text or json"),
 ])
 def test_it_refuses_to_start_with_a_bad_setting(name: str, value: str, message: str):
-    import os
-
-    env = {**os.environ, name: value, "DJANGO_SETTINGS_MODULE": "chatsite.settings",
-           "SECRET_KEY": "x" * 50}
-    done = subprocess.run(  # noqa: S603 - our own settings
-        [sys.executable, "-c", "import django; django.setup()"], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=60, check=False)
+    done = django_setup_with(name, value)
     assert done.returncode != 0
     assert "ImproperlyConfigured" in done.stderr and message in done.stderr
 

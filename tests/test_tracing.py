@@ -32,7 +32,7 @@ from chatsite import tracing
 from conversations.models import Agent, Conversation, Message
 from tests.cluster import recv_until, socket_to
 from tests.fakevendor import FakeVendor, json_script, openai_chunk, sse, sse_script
-from tests.livesrv import ROOT, LiveServer, live_server
+from tests.livesrv import ROOT, LiveServer, django_setup_with, live_server
 
 TRACE_URL = "https://tempo.example.com/trace/{trace_id}"
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
@@ -435,11 +435,7 @@ def test_it_is_off_in_the_test_process():
     ("OTEL_TRACE_URL_TEMPLATE", "https://t/{trace_id}/{trace_id}", "OTEL_TRACE_URL_TEMPLATE"),
 ])
 def test_it_refuses_to_start_with_a_bad_setting(name: str, value: str, message: str):
-    env = {**os.environ, name: value, "DJANGO_SETTINGS_MODULE": "chatsite.settings",
-           "SECRET_KEY": "x" * 50}
-    done = subprocess.run(  # noqa: S603 - our own settings
-        [sys.executable, "-c", "import django; django.setup()"], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=60, check=False)
+    done = django_setup_with(name, value)
     assert done.returncode != 0
     assert "ImproperlyConfigured" in done.stderr and message in done.stderr
     assert done.stderr.count("Traceback") == 1  # the start-up error only
