@@ -39,7 +39,7 @@ from conversations.frames import (
     sync_frame,
     without_content,
 )
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from conversations.relay import CLOSE_SERVICE_RESTART, conversation_group, relay, start_db
 from conversations.services import validation
 
@@ -128,19 +128,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close()  # before accept(): the handshake is refused (HTTP 403)
             return
-        try:
-            conversation = await database_sync_to_async(services.get_conversation)(
-                user, self.scope["url_route"]["kwargs"]["conversation_id"]
-            )
-        except services.NotFound:
-            await self.close()
-            return
         # Join the user's and the session's groups, then check the session once more: a logout
         # published between the handshake's session read and the join still ends this socket.
+        # The check and the access check are one hop onto the database thread, which every
+        # socket of the process shares (50 sockets opening at once queued 0.5 s on it with
+        # three hops, `make bench` W).
         self.auth_session = sessions.socket_session(self.scope)
         for name in self.auth_session.groups if self.auth_session else ():
             await self._join(name)
-        if not await database_sync_to_async(sessions.session_is_valid)(self.auth_session):
+        conversation = await database_sync_to_async(_open_checked)(
+            self.auth_session, user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if conversation is None:
             await self.close()
             return
         # Over RATE_LIMIT_SOCKETS_PER_USER: accepted, told why (`rate_limited` with retry_after;
@@ -551,9 +549,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self,
     ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, bool,
                dict[str, list[str]]]:
-        services.reap_orphaned_runs()
         conversation = services.get_conversation(self.scope["user"], self.conversation_id)
         messages, path = services.path_transcript(conversation, limit=SYNC_MESSAGES)
+        if any(services.is_orphaned(m) for m in messages):
+            # A reply its stopped process left streaming: failed now, so the sync shows it so
+            # (this conversation only; the relay's reaper sweeps the rest every few seconds).
+            services.reap_orphaned_runs(conversation_id=conversation.pk)
+            messages, path = services.path_transcript(conversation, limit=SYNC_MESSAGES)
         complete = len(path.ids) <= SYNC_MESSAGES
         sent = {str(m.pk) for m in messages}
         branches = {pk: ids for pk, ids in path.branches.items() if pk in sent}
@@ -571,6 +573,18 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin1")
     return None
+
+
+def _open_checked(auth_session: sessions.SocketSession | None, user: Any,
+                  conversation_id: Any) -> Conversation | None:
+    """A handshake's database work: the conversation if the session is still valid and the
+    user may open it, else None (the handshake is refused either way, saying nothing)."""
+    if not sessions.session_is_valid(auth_session):
+        return None
+    try:
+        return services.get_conversation(user, conversation_id)
+    except services.NotFound:
+        return None
 
 
 def _accept_send(auth_session: sessions.SocketSession | None, user: Any, conversation_id: str,

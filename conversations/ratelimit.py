@@ -243,6 +243,8 @@ def refresh_sockets(sockets: dict[str, int]) -> None:
 
 async def aopen_socket(user_id: int, socket_id: str) -> Refusal | None:
     """open_socket off the event loop; a counted socket is kept fresh by the heartbeat."""
+    if settings.RATE_LIMIT_SOCKETS_PER_USER <= 0:
+        return None  # no limit: no thread hop on every handshake
     refusal = await sync_to_async(open_socket, thread_sensitive=False)(user_id, socket_id)
     if refusal is None and settings.RATE_LIMIT_SOCKETS_PER_USER > 0:
         _local_sockets[socket_id] = user_id

@@ -32,7 +32,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone, translation
 
 from chatsite import logs, tracing
@@ -131,7 +131,8 @@ def relay_db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         # run_in_executor, not asgiref: asgiref runs the call in a copy of the caller's context,
         # where Django keeps the connection, so it was neither reused nor closed per thread.
         return await asyncio.get_running_loop().run_in_executor(
-            _RELAY_DB_THREADS, functools.partial(_in_relay_thread, func, *args, **kwargs))
+            _RELAY_DB_THREADS,
+            functools.partial(_in_relay_thread_reconnecting, func, *args, **kwargs))
 
     return call
 
@@ -175,6 +176,29 @@ def _in_relay_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
         return func(*args, **kwargs)
     finally:
         close_old_connections()
+
+
+def _in_relay_thread_reconnecting(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """_in_relay_thread, once more at once on a new connection when the call failed because
+    its connection had been dropped (PostgreSQL restarted, an idle connection killed by a proxy
+    or pg_terminate_backend). Health checks are off (settings: one `SELECT 1` per call), so a
+    connection dropped while idle is found by the next call; with flushes 0.3 s apart and
+    connections killed every 0.15 s, every flush met a dead one and the heartbeat went stale
+    (tests/test_faults.py). Only the relay's own writes use it: each is safe to run twice."""
+    try:
+        return _in_relay_thread(func, *args, **kwargs)
+    except (OperationalError, InterfaceError) as exc:
+        if not _connection_dropped(exc):
+            raise  # a lock timeout, a deadlock, ...: the caller's own handling
+        return _in_relay_thread(func, *args, **kwargs)
+
+
+def _connection_dropped(exc: Exception) -> bool:
+    """The error is the connection's, not the statement's: SQLSTATE class 08 (connection
+    exception) or 57P (the server shut the session down: pg_terminate_backend, a restart), or
+    no SQLSTATE at all (the socket closed under the driver)."""
+    state = getattr(exc.__cause__, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
 
 
 def conversation_group(conversation_id: UUID | str) -> str:
@@ -948,7 +972,8 @@ class Relay:
         while True:
             await asyncio.sleep(settings.RELAY_REAP_INTERVAL)
             try:
-                reaped = await reap()
+                # Never this process's own live replies (services.reap_orphaned_runs).
+                reaped = await reap(alive=[run.message_id for run in list(self.runs.values())])
             except Exception:
                 logger.warning("reaper pass failed; will retry", exc_info=True)
                 reaped = []

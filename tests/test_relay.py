@@ -238,9 +238,88 @@ async def test_it_leaves_a_live_reply_of_another_process_alone(
     await sock.close()
 
 
+def test_it_never_reaps_a_reply_its_own_process_is_running(conversation: Conversation):
+    """A reply this process runs is alive whatever its heartbeat says: a flush or a final
+    save the database keeps refusing leaves the heartbeat stale, and the process's own reaper
+    failed the live reply under it (tests/test_faults.py, connections killed every 0.15 s)."""
+    orphan = make_orphan(conversation, age_seconds=120)
+    assert services.reap_orphaned_runs(alive=[orphan.pk]) == []
+    orphan.refresh_from_db()
+    assert orphan.status == "streaming"
+    [reaped] = services.reap_orphaned_runs()
+    assert reaped["message"]["id"] == str(orphan.pk)
+
+
+async def test_it_reaps_at_a_handshake_only_the_conversation_opened(
+    alice: Any, alice_client: Client, conversation: Conversation, demo_agent: Agent
+):
+    """The handshake reaps what its sync would show as streaming, not every conversation's
+    (the relay's reaper sweeps those): one query fewer per socket opened."""
+    other = await db(Conversation.objects.create)(owner=alice, agent=demo_agent)
+    elsewhere = await db(make_orphan)(other, age_seconds=120)
+    here = await db(make_orphan)(conversation, age_seconds=120)
+    _, sock = await open_socket(alice_client, conversation.id)
+    assert [m["status"] for m in sock.sync["messages"]] == ["failed"]
+    await sock.close()
+    await db(here.refresh_from_db)()
+    await db(elsewhere.refresh_from_db)()
+    assert (here.status, elsewhere.status) == ("failed", "streaming")
+
+
 def test_it_fails_every_streaming_reply_on_a_single_process_start(conversation: Conversation):
     orphan = make_orphan(conversation, age_seconds=0)
     call_command("bootstrap")
     orphan.refresh_from_db()
     assert orphan.status == "failed" and orphan.error_code == "server_restart"
     assert orphan.content == "half a rep"
+
+
+# Dropped connections -------------------------------------------------------------------------
+
+
+def test_it_runs_a_relay_write_again_on_a_connection_the_server_dropped(db: Any) -> None:
+    """Health checks are off, so a connection killed while idle is found by the next call: the
+    relay's writes then run once more on a new connection at once, not after a flush interval
+    (connections killed every 0.15 s left every 0.3 s flush on a dead one)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend: PostgreSQL only")
+    import psycopg
+
+    from conversations.relay import _in_relay_thread_reconnecting
+    from tests.cluster import PG_ADMIN
+
+    connection.ensure_connection()
+    connection.close_at = None  # kept between calls, as with production's CONN_MAX_AGE=60
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (connection.connection.info.backend_pid,))
+    calls: list[int] = []
+
+    def write() -> int:
+        calls.append(1)
+        return Message.objects.count()
+
+    assert _in_relay_thread_reconnecting(write) == 0
+    assert len(calls) == 2
+
+
+def test_it_does_not_run_a_relay_write_again_after_a_statement_error() -> None:
+    """A lock timeout or a deadlock is the statement's error, not the connection's: the
+    caller's own handling (backoff, fencing) decides, the write is not repeated here."""
+    from django.db import OperationalError
+
+    from conversations.relay import _in_relay_thread_reconnecting
+
+    class LockTimeout(Exception):
+        sqlstate = "55P03"
+
+    calls: list[int] = []
+
+    def write() -> None:
+        calls.append(1)
+        raise OperationalError("canceling statement due to lock timeout") from LockTimeout()
+
+    with pytest.raises(OperationalError):
+        _in_relay_thread_reconnecting(write)
+    assert len(calls) == 1

@@ -117,6 +117,7 @@ from conversations.services.runs import (
     cancel_orphaned_run,
     finish_run,
     flush_runs,
+    is_orphaned,
     reap_orphaned_runs,
     set_vendor_conversation_id,
 )
@@ -240,6 +241,7 @@ __all__ = [
     "get_conversation",
     "list_conversations",
     "provider_kinds",
+    "is_orphaned",
     "reap_orphaned_runs",
     "recent_messages",
     "resolve_agent",

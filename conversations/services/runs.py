@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -563,17 +563,35 @@ def set_vendor_conversation_id(conversation_id: UUID | str, vendor_id: str) -> N
     Conversation.objects.filter(pk=conversation_id).update(vendor_conversation_id=vendor_id)
 
 
-def reap_orphaned_runs(*, all_streaming: bool = False) -> list[dict[str, Any]]:
+def is_orphaned(message: Message) -> bool:
+    """A reply still `streaming` whose heartbeat is older than RELAY_ORPHAN_AFTER: its process
+    has stopped (reap_orphaned_runs' rule, for a message already read)."""
+    if message.status != Message.Status.STREAMING:
+        return False
+    stale = timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_AFTER)
+    return message.heartbeat_at is not None and message.heartbeat_at < stale
+
+
+def reap_orphaned_runs(*, all_streaming: bool = False,
+                       conversation_id: UUID | str | None = None,
+                       alive: Iterable[UUID | str] = ()) -> list[dict[str, Any]]:
     """Mark replies left `streaming` by a dead process as failed (`server_restart`).
 
     `all_streaming=True` is for a single-process start (`manage.py bootstrap`): nothing can be
     running yet. Otherwise only replies whose heartbeat is older than RELAY_ORPHAN_AFTER are
-reaped.
+    reaped; `conversation_id` limits it to one conversation (a socket's handshake). `alive`
+    are replies the caller's process is running: never reaped by it, whatever their heartbeat
+    (a flush or a final save that the database keeps refusing leaves it stale while the reply
+    is alive; another process's reaper still fences a process that really stalled).
     Returns `{"conversation_id", "message"}` for each reaped reply so sockets can be told.
     """
     from conversations.frames import message_json
 
     rows = Message.objects.streaming()
+    if conversation_id is not None:
+        rows = rows.filter(conversation_id=conversation_id)
+    if alive := list(alive):
+        rows = rows.exclude(pk__in=alive)
     if not all_streaming:
         stale = timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_AFTER)
         rows = rows.filter(heartbeat_at__lt=stale)
