@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -141,9 +142,47 @@ def relay_db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 # has threads of its own: on Channels' one database thread it queued behind every socket's other
 # work, and each of its ~8 round trips waits there for the GIL behind a busy event loop (up to
 # the 5 ms switch interval each), so at 200 replies on two processes message.send -> first delta
-# reached a p50 of 1 s (docs/performance.md). 4 threads: starts proceed side by side and never
-# wait behind a flush or a final save either (those have the relay's own threads).
-_START_DB_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="start-db")
+# reached a p50 of 1 s (docs/performance.md). Starts never wait behind a flush or a final save
+# either (those have the relay's own threads).
+class StartExecutor(Executor):
+    """One thread while starts come one or two at a time, up to `overflow` more under load.
+
+    Two starts side by side on a light load only interleave on the GIL and both finish later:
+    `make bench` S (5 conversations) added 10 ms p50 to the time to first token with one thread
+    and 18-24 ms with four. Under load their round trips overlap usefully: B (200
+    conversations, two processes) had placeholder p99 918 ms with four threads, 1,456 with one.
+    So a start goes to the one thread unless `serial` starts are already there (running or
+    queued), then to the overflow threads."""
+
+    def __init__(self, serial: int = 2, overflow: int = 3) -> None:
+        self._serial = serial
+        self._primary = ThreadPoolExecutor(max_workers=1, thread_name_prefix="start-db")
+        self._overflow = ThreadPoolExecutor(max_workers=overflow,
+                                            thread_name_prefix="start-db-overflow")
+        self._lock = threading.Lock()
+        self._on_primary = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            primary = self._on_primary < self._serial
+            if primary:
+                self._on_primary += 1
+        if not primary:
+            return self._overflow.submit(fn, *args, **kwargs)
+        future = self._primary.submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future[Any]) -> None:
+        with self._lock:
+            self._on_primary -= 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._primary.shutdown(wait, cancel_futures=cancel_futures)
+        self._overflow.shutdown(wait, cancel_futures=cancel_futures)
+
+
+_START_DB_THREADS = StartExecutor()
 
 
 def start_db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

@@ -153,3 +153,39 @@ async def test_it_accepts_a_message_while_its_agents_row_is_locked(
         await asyncio.to_thread(locker.close)
     assert accepted.assistant_message is not None
     assert accepted.user_message.content == "while the agent row is locked"
+
+
+def test_it_runs_starts_on_one_thread_until_two_are_waiting_there() -> None:
+    """relay.StartExecutor: one or two starts at a time share one thread (side by side they
+    only interleave on the GIL); a third goes to the overflow threads at once."""
+    import threading
+    import time
+
+    from conversations.relay import StartExecutor
+
+    executor = StartExecutor(serial=2, overflow=3)
+    release = threading.Event()
+
+    def held() -> str:
+        release.wait(10)
+        return threading.current_thread().name
+
+    try:
+        first, second = executor.submit(held), executor.submit(held)
+        third = executor.submit(lambda: threading.current_thread().name)
+        assert third.result(5).startswith("start-db-overflow")  # not queued behind the two
+        assert not second.done()
+        release.set()
+        assert first.result(5) == second.result(5)
+        assert not first.result().startswith("start-db-overflow")
+        # Both done (the count drops in a callback run just after the result is set): the
+        # next start is the one thread's again.
+        for _ in range(100):
+            if executor._on_primary == 0:
+                break
+            time.sleep(0.01)
+        assert not executor.submit(threading.current_thread).result(5).name.startswith(
+            "start-db-overflow")
+    finally:
+        release.set()
+        executor.shutdown()
