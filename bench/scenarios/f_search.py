@@ -116,7 +116,7 @@ def seed(conversations: int, messages: int) -> dict[str, Any]:
         listed = Conversation.objects.bulk_create(rows, batch_size=2000)
         per = max(1, messages // conversations)
         columns = ("id", "conversation_id", "seq", "role", "content", "status", "error_code",
-                   "error_message", "extra", "created_at", "lease")
+                   "error_message", "extra", "created_at", "lease", "trace_id")
         with connection.cursor() as cursor, cursor.cursor.copy(
             f"COPY {Message._meta.db_table} ({', '.join(columns)}) FROM STDIN"
         ) as copy:
@@ -131,7 +131,7 @@ def seed(conversations: int, messages: int) -> dict[str, Any]:
                         text += f" ord-{rng.randint(10_000, 99_999)}"
                     copy.write_row((
                         uuid.uuid4(), c.pk, seq, "user" if seq % 2 else "assistant",
-                        text.capitalize() + ".", "completed", "", "", Jsonb({}), now, 0))
+                        text.capitalize() + ".", "completed", "", "", Jsonb({}), now, 0, ""))
                     written += 1
         # One known order number and one customer id for the searches above.
         Message.objects.filter(conversation=listed[7], seq=1).update(
