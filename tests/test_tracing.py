@@ -94,12 +94,14 @@ class Receiver:
         with self.lock:
             return [s for s in self.spans if s.name == name]
 
-    def wait_for(self, test: Any, timeout: float = 15) -> list[ExportedSpan]:
+    def wait_for(self, test: Any, timeout: float = 15, count: int = 1) -> list[ExportedSpan]:
+        """The spans passing `test` once there are `count` of them (or at the timeout): spans
+        arrive in batches, each socket's when it closes."""
         deadline = time.monotonic() + timeout
         while True:
             with self.lock:
                 found = [s for s in self.spans if test(s)]
-            if found or time.monotonic() > deadline:
+            if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
 
@@ -263,7 +265,8 @@ async def test_it_traces_a_page_a_socket_and_a_reply_with_its_vendor_call(
 
         # One span per socket session (none per frame), which each reply links to.
         sockets = receiver.wait_for(
-            lambda s: s.attributes.get("http.target", "").startswith("/ws/conversations/"))
+            lambda s: s.attributes.get("http.target", "").startswith("/ws/conversations/"),
+            count=2)
         assert len(sockets) == 2, [s.name for s in sockets]
         assert all(s.kind == 2 for s in sockets)
         assert {s.name for s in sockets} == {"WS ws/conversations/<uuid:conversation_id>/"}
