@@ -40,6 +40,7 @@ def transcript(alice: Any, reviewer: Any, demo_agent: Agent) -> Conversation:
     reply = Message.objects.create(
         conversation=conversation, seq=2, role="assistant", content="It is 1.",
         created_at=T0, completed_at=T0 + timedelta(seconds=2), ttft_ms=350,
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
         usage={"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
         extra={"reasoning": "math"},
     )
@@ -93,6 +94,7 @@ def test_it_exports_one_csv_row_per_message(reviewer_client: Client, transcript:
         "created_at": "2025-03-10T09:00:00+00:00",
         "completed_at": "2025-03-10T09:00:02+00:00",
         "ttft_ms": "350",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
         "feedback_score": "-1",
         "feedback_comment": "'+wrong",
         "tool_calls": "calculator; c2",
@@ -140,6 +142,7 @@ def test_it_exports_one_jsonl_line_per_conversation(
     assert reply["token_usage"] == {"prompt_tokens": 5, "completion_tokens": 3,
                                     "total_tokens": 8}
     assert reply["ttft_ms"] == 350
+    assert reply["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert reply["extra"] == {"reasoning": "math"}
     assert failed["error"] == {"code": "vendor_auth", "message": "refused"}
 

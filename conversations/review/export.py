@@ -59,7 +59,7 @@ ASYNC_BATCH_LINES = 50
 CSV_COLUMNS = [
     "conversation_id", "title", "owner", "agent", "external_user_id", "review_status", "labels",
     "message_id", "seq", "role", "status", "content", "error_code", "created_at",
-    "completed_at", "ttft_ms", "feedback_score", "feedback_comment", "tool_calls",
+    "completed_at", "ttft_ms", "trace_id", "feedback_score", "feedback_comment", "tool_calls",
 ]
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection");
 # tab and carriage return are on the list because some spreadsheets strip them first.
@@ -352,6 +352,7 @@ def csv_lines(conversations: QuerySet[Conversation]) -> Iterator[str]:
                 str(message.pk), message.seq, message.role, message.status, message.content,
                 message.error_code, _iso(message.created_at), _iso(message.completed_at),
                 message.ttft_ms if message.ttft_ms is not None else "",
+                message.trace_id,
                 feedback.score if feedback else "",
                 feedback.comment if feedback else "",
                 "; ".join(call.name or call.call_id for call in message.tool_calls.all()),
