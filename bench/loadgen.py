@@ -214,6 +214,19 @@ class Conversation:
             self.done.set_result(outcome)
 
 
+def _start_summary(first: list[int], accepted: list[int]) -> dict[str, Any]:
+    """message.send -> first delta and -> placeholder announced, from sorted ns lists."""
+    return {
+        "first_delta": {
+            "replies": len(first),
+            "p50_ms": _pct(first, 0.5),
+            "p99_ms": _pct(first, 0.99),
+            "max_ms": _pct(first, 1.0),
+        },
+        "accepted": {"p50_ms": _pct(accepted, 0.5), "p99_ms": _pct(accepted, 0.99)},
+    }
+
+
 def reply_shape(spec: str) -> tuple[int, int]:
     """(deltas per reply, ns between deltas) from a vendor spec such as `bench n=250 rate=50`."""
     values = dict(re.findall(r"(\w+)=(\d+)", spec))
@@ -377,13 +390,7 @@ async def run_stream(config: dict[str, Any]) -> None:
         "RESULT",
         {
             "seconds": seconds,
-            "first_delta": {
-                "replies": len(first),
-                "p50_ms": _pct(first, 0.5),
-                "p99_ms": _pct(first, 0.99),
-                "max_ms": _pct(first, 1.0),
-            },
-            "accepted": {"p50_ms": _pct(accepted, 0.5), "p99_ms": _pct(accepted, 0.99)},
+            **_start_summary(first, accepted),
             "owner": roles["owner"].summary(seconds),
             "viewer": roles["viewer"].summary(seconds),
             "all": both.summary(seconds),
@@ -526,13 +533,7 @@ async def run_whole(config: dict[str, Any]) -> None:
         {
             "done_at": done_at,
             "seconds": (done_at - schedule["start"]) / 1e9,
-            "first_delta": {
-                "replies": len(first),
-                "p50_ms": _pct(first, 0.5),
-                "p99_ms": _pct(first, 0.99),
-                "max_ms": _pct(first, 1.0),
-            },
-            "accepted": {"p50_ms": _pct(accepted, 0.5), "p99_ms": _pct(accepted, 0.99)},
+            **_start_summary(first, accepted),
             "page_ms_p50": _pct(sorted(stats["page_ns"]), 0.5),
             "connect_ms_p50": _pct(sorted(stats["connect_ns"]), 0.5),
             "whole_ms_p50": _pct(sorted(stats["whole_ns"]), 0.5),

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -563,13 +563,17 @@ def set_vendor_conversation_id(conversation_id: UUID | str, vendor_id: str) -> N
     Conversation.objects.filter(pk=conversation_id).update(vendor_conversation_id=vendor_id)
 
 
+def _orphaned_before() -> datetime:
+    """A streaming reply whose heartbeat is older than this has lost its process."""
+    return timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_AFTER)
+
+
 def is_orphaned(message: Message) -> bool:
     """A reply still `streaming` whose heartbeat is older than RELAY_ORPHAN_AFTER: its process
     has stopped (reap_orphaned_runs' rule, for a message already read)."""
     if message.status != Message.Status.STREAMING:
         return False
-    stale = timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_AFTER)
-    return message.heartbeat_at is not None and message.heartbeat_at < stale
+    return message.heartbeat_at is not None and message.heartbeat_at < _orphaned_before()
 
 
 def reap_orphaned_runs(*, all_streaming: bool = False,
@@ -593,8 +597,7 @@ def reap_orphaned_runs(*, all_streaming: bool = False,
     if alive := list(alive):
         rows = rows.exclude(pk__in=alive)
     if not all_streaming:
-        stale = timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_AFTER)
-        rows = rows.filter(heartbeat_at__lt=stale)
+        rows = rows.filter(heartbeat_at__lt=_orphaned_before())
     now = timezone.now()
     with transaction.atomic():
         # SKIP LOCKED: a row someone holds a lock on (its owner's write, stuck or slow) is not
