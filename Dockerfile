@@ -3,7 +3,11 @@
 # second one. Each container runs one line of the Procfile (`honcho start web` by default;
 # compose.yaml starts the worker the same way).
 
-FROM python:3.11-slim AS build
+# The base image: Docker Hub's python:3.11-slim. A machine that cannot pull it builds on a stand-in
+# made from Debian bookworm's own Python 3.11 (.ci/python-image, docs/deploy.md).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /venv
 WORKDIR /src
@@ -14,7 +18,7 @@ COPY conversations conversations
 # catalogues are found next to manage.py), so the package is installed and taken out again.
 RUN /venv/bin/pip install ".[s3]" && /venv/bin/pip uninstall -y chatsite
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
