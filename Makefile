@@ -21,9 +21,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Every process of the Procfile (web: Daphne, worker: the task worker sending webhooks), started
-# and stopped together by honcho (Ctrl-C stops both). -p: honcho gives the first process (web)
-# $PORT and the next ones +100, +200.
+# Every process of the Procfile (web: Daphne; worker: the task worker sending webhooks; clock:
+# the daily housekeeping, manage.py maintenance), started and stopped together by honcho (Ctrl-C
+# stops them all). -p: honcho gives the first process (web) $PORT and the next ones +100, +200.
 run: install
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap

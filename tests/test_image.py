@@ -96,7 +96,7 @@ def test_it_runs_every_procfile_process_in_compose():
     services = compose["services"]
     started = {s["command"][-1] for s in services.values()
                if s.get("command", [None])[:2] == ["honcho", "start"]}
-    assert started == set(procfile) == {"web", "worker"}
+    assert started == set(procfile) == {"web", "worker", "clock"}
     # Two web processes behind nginx, sharing PostgreSQL and Redis, as docs/deploy.md says.
     webs = [name for name, s in services.items() if s.get("command", [])[-1:] == ["web"]]
     assert len(webs) == 2
@@ -272,6 +272,10 @@ def test_it_builds_the_image_and_streams_a_demo_reply_through_nginx(
     # `bootstrap` creates the first admin and prints its password once (docs/deploy.md).
     password = re.search(r"password: (\S+)", run(*once, "python", "manage.py", "bootstrap").stdout)
     assert password, "bootstrap printed no first admin password"
+    # The clock's housekeeping, one round (the clock container runs it daily).
+    housekeeping = run(*once, "python", "manage.py", "maintenance")
+    assert [job in housekeeping.stderr for job in ("prune_audit", "prune_db_task_results",
+                                                   "clearsessions")] == [True] * 3
 
     suffix = uuid.uuid4().hex[:6]
     names = [f"chatsite-web{i}-{suffix}" for i in (1, 2)] + [f"chatsite-worker-{suffix}"]

@@ -75,10 +75,11 @@ async def test_it_does_not_query_per_delta(alice_client: Client, alice: Any,
     fake_vendor.add_route("POST", "/v1/chat/completions", stream_of(400))
     large, text_large = await queries_for_one_reply(alice_client, many, counter)
     assert text_small.count("w") == 5 and text_large.count("w") == 400
-    assert len(small) == len(large) == 9, large  # the bound is 10 per reply
+    assert len(small) == len(large) == 8, large  # the bound is 10 per reply
     assert [q.split()[0] for q in large] == [
-        "SELECT",  # the socket's session, still valid (sessions.session_is_valid)
-        "SELECT",  # its user: active, same password
+        # The socket's session, still valid, and its user, active with the same password: one
+        # statement (sessions.session_is_valid).
+        "SELECT",
         "SELECT",  # the user's streaming replies (RATE_LIMIT_RUNS_PER_USER)
         "SELECT",  # the conversation, locked
         "SELECT",  # its messages: repeat check, active run, history, position

@@ -292,3 +292,75 @@ def test_it_shows_the_ended_session_and_stops_reconnecting(
     # The link leads to the login form, then back to this conversation.
     page.click("#reload-link")
     page.wait_for_url("**/accounts/login/?next=**")
+
+
+def _session_of(user: Any, backend: str) -> Any:
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    from conversations.sessions import SocketSession
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = backend
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return store, SocketSession(user_id=str(user.pk), session_key=store.session_key)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("backend", [
+    "django.contrib.auth.backends.ModelBackend", "chatsite.oidc.OIDCBackend"])
+def test_it_checks_a_database_session_and_its_user_in_one_statement(
+        backend: str, django_assert_num_queries: Any) -> None:
+    from conversations.sessions import SocketSession, session_is_valid
+
+    user = get_user_model().objects.create_user("sam", password="pw-1")
+    other = get_user_model().objects.create_user("kim", password="pw-2")
+    store, session = _session_of(user, backend)
+    with django_assert_num_queries(1):
+        assert session_is_valid(session)
+    # The session names another user than the socket was opened as; a malformed id.
+    assert not session_is_valid(SocketSession(user_id=str(other.pk),
+                                              session_key=session.session_key))
+    assert not session_is_valid(SocketSession(user_id="not-a-number",
+                                              session_key=session.session_key))
+    Session.objects.filter(pk=store.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1))
+    assert not session_is_valid(session)
+    Session.objects.filter(pk=store.session_key).update(
+        expire_date=timezone.now() + timedelta(hours=1))
+    assert session_is_valid(session)
+    user.set_password("pw-3")
+    user.save()
+    assert not session_is_valid(session)
+
+
+@pytest.mark.django_db
+def test_it_asks_the_backend_for_the_user_when_it_does_not_load_by_key() -> None:
+    from conversations.sessions import session_is_valid
+
+    user = get_user_model().objects.create_user("sam", password="pw-1")
+    # django-axes' backend authenticates nobody and has no get_user to load one with.
+    _, session = _session_of(user, "axes.backends.AxesStandaloneBackend")
+    assert not session_is_valid(session)
+
+
+@pytest.mark.django_db
+def test_it_checks_sessions_kept_elsewhere_the_engines_way(settings: Any) -> None:
+    from conversations.sessions import session_is_valid
+
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    user = get_user_model().objects.create_user("sam", password="pw-1")
+    store, session = _session_of(user, "django.contrib.auth.backends.ModelBackend")
+    assert session_is_valid(session)
+    user.is_active = False
+    user.save()
+    assert not session_is_valid(session)
+    user.is_active = True
+    user.save()
+    assert session_is_valid(session)
+    store.delete()
+    assert not session_is_valid(session)
