@@ -270,7 +270,11 @@ def check_replies(text: str | None, replies: list[dict[str, Any]]) -> None:
 def test_it_survives_hostile_websocket_frames(
     alice_client: Client, conversation: Conversation, trap: Trap
 ):
-    loop = asyncio.new_event_loop()
+    # A Runner, not a bare loop: closing it cancels what the run left (the relay's flusher
+    # sleeps until its next tick), as asyncio.run does. A bare loop.close() left that task
+    # pending; it was destroyed later, logging an error inside whichever test was running.
+    runner = asyncio.Runner()
+    loop = runner.get_loop()
     connected, sock = loop.run_until_complete(open_socket(alice_client, conversation.id))
     assert connected
     exchange = Exchange(loop, sock)
@@ -315,7 +319,7 @@ def test_it_survives_hostile_websocket_frames(
         loop.run_until_complete(wait_for_no_runs(timeout=10))
     finally:
         loop.run_until_complete(sock.close())
-        loop.close()
+        runner.close()
     assert exchange.count >= WS_EXAMPLES
     assert trap.tracebacks() == []
     assert elapsed < TIME_BUDGET_S, elapsed
