@@ -87,7 +87,12 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--transcript", type=int, default=2_000)
     p.add_argument("--page-requests", type=int, default=7, help="D: timed requests per page")
     p.add_argument("--idle-sockets", type=int, default=1_000)
-    p.add_argument("--stall-seconds", type=float, default=15.0)
+    # 30 s: "growth stops" is read from the second half of the stall, so the stall must last
+    # twice as long as chatsite takes to close the socket (conversations/backpressure.py: the
+    # kernel's buffers fill, then 256 KiB behind for a 10 s grace: ~12 s at 5,000 deltas/s).
+    # At 15 s the close fell inside the second half and its growth counted (2026-11-27:
+    # RSS flat from 12 s on, yet +3.7 MiB "in the second half").
+    p.add_argument("--stall-seconds", type=float, default=30.0)
     p.add_argument(
         "--stall-rate",
         type=int,
