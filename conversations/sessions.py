@@ -14,10 +14,9 @@ Two halves, both decided here:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from importlib import import_module
 from typing import Any
 
@@ -91,7 +90,8 @@ def session_is_valid(session: SocketSession | None) -> bool:
 
     With database sessions and a backend that loads users by primary key (ModelBackend, the
     OIDC backend) the session row and the user come in one statement: every message.send and
-    handshake runs this, and the second round trip was ~1 ms of a reply's start (bench S).
+    handshake runs this before its own work, so a round trip here is one more wait before a
+    reply starts (tests/test_relay.py counts a reply's statements).
     """
     if session is None:
         return False
@@ -130,7 +130,7 @@ def session_is_valid(session: SocketSession | None) -> bool:
 _DB_SESSIONS = "django.contrib.sessions.backends.db"
 
 
-@functools.cache
+@cache
 def _loads_by_pk(backend_path: str) -> bool:
     """The backend's get_user is a primary-key lookup with nothing else to decide but is_active
     (checked by session_is_valid for every backend)."""
